@@ -1,0 +1,36 @@
+"""The asyncpg pool every service uses: jsonb decoded with orjson, timeouts on every call."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from shared import jsonutil
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(
+            kind, encoder=jsonutil.dumps_str, decoder=jsonutil.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    command_timeout: float = 10.0,
+    connect_timeout: float = 10.0,
+) -> asyncpg.Pool:
+    """Open a pool; raises if Postgres does not answer within `connect_timeout`."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=command_timeout,
+        timeout=connect_timeout,
+        init=_init_connection,
+        server_settings={"application_name": "conveyor"},
+    )
+    assert pool is not None
+    return pool

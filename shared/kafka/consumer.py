@@ -1,0 +1,154 @@
+"""A consumer loop: fetch a batch, process it, then commit; stops between batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import KafkaError
+
+from shared import events
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+
+
+class ConsumerLoop:
+    """Runs `handler` over batches of `topics`; commits only after the handler returned.
+
+    With `group_id=None` every partition is read (each notifier replica sees every event)
+    and nothing is committed.
+    """
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        *,
+        topics: Sequence[str],
+        group_id: str | None,
+        handler: BatchHandler,
+        client_id: str,
+        auto_offset_reset: str = "earliest",
+        max_records: int = 2000,
+    ) -> None:
+        self._settings = settings
+        self._topics = [events.topic_name(settings.kafka_topic_prefix, t) for t in topics]
+        self._group_id = group_id
+        self._handler = handler
+        self._client_id = client_id
+        self._reset = auto_offset_reset
+        self._max_records = max_records
+        self._stopping = asyncio.Event()
+        self.assigned = asyncio.Event()
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        s = self._settings
+        return AIOKafkaConsumer(
+            *self._topics,
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            client_id=self._client_id,
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=self._reset,
+            session_timeout_ms=s.kafka_session_timeout_ms,
+            heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
+            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+            request_timeout_ms=max(s.kafka_request_timeout_ms, s.kafka_session_timeout_ms + 1000),
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch and return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until `stop()`; reconnects with backoff when the broker is unreachable."""
+        backoff = 0.2
+        while not self._stopping.is_set():
+            consumer = self._consumer()
+            try:
+                await asyncio.wait_for(consumer.start(), timeout=30)
+            except (TimeoutError, KafkaError, OSError) as exc:
+                log.warning("kafka consumer %s cannot start: %r", self._client_id, exc)
+                await _quiet_stop(consumer)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.2
+            try:
+                await self._consume(consumer)
+            except (KafkaError, OSError) as exc:
+                log.warning("kafka consumer %s failed, restarting: %r", self._client_id, exc)
+                await self._sleep(1.0)
+            finally:
+                await _quiet_stop(consumer)
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=1000, max_records=self._max_records))
+                await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                    await asyncio.gather(fetch, return_exceptions=True)
+                    return
+                batches = fetch.result()
+                if consumer.assignment():
+                    self.assigned.set()
+                if not batches:
+                    continue
+                records = [r for part in batches.values() for r in part]
+                await self._handle(records)
+                if self._group_id is not None:
+                    await self._commit(consumer, {tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+        finally:
+            stop_wait.cancel()
+
+    async def _handle(self, records: list[ConsumerRecord]) -> None:
+        # Retry the batch until it goes through: handlers are idempotent, and skipping would
+        # lose events. Handlers themselves skip undecodable records.
+        delay = 0.1
+        while True:
+            try:
+                await self._handler(records)
+                return
+            except Exception:
+                log.exception("handler of %s failed on %d records; retrying", self._client_id, len(records))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[object, int]) -> None:
+        # After a memory-broker restart a commit can retry forever (ghost topics): bound it.
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), timeout=5)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("commit failed for %s (events may be redelivered): %r", self._client_id, exc)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+
+def decode_records(records: Sequence[ConsumerRecord]) -> list[events.Envelope]:
+    """Envelopes of the records that parse; junk is logged and skipped (never retried)."""
+    out: list[events.Envelope] = []
+    for record in records:
+        try:
+            out.append(events.decode(record.value, events.tenant_of(record.headers)))
+        except ValueError as exc:
+            log.error("skipping undecodable record %s:%s@%s: %s", record.topic, record.partition, record.offset, exc)
+    return out
+
+
+async def _quiet_stop(consumer: AIOKafkaConsumer) -> None:
+    try:
+        await asyncio.wait_for(consumer.stop(), timeout=10)
+    except Exception as exc:
+        log.debug("ignoring error stopping consumer: %r", exc)

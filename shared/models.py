@@ -1,0 +1,94 @@
+"""Job vocabulary shared by every service: statuses, retry policy, the dispatch payload."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class JobStatus(StrEnum):
+    """DESIGN §4 lifecycle."""
+
+    PENDING = "pending"
+    BLOCKED = "blocked"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+WAITING: frozenset[JobStatus] = frozenset(
+    {JobStatus.PENDING, JobStatus.BLOCKED, JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING}
+)
+
+DEFAULT_PRIORITY = 5
+DEFAULT_MAX_ATTEMPTS = 3
+PRIORITY_WORDS: dict[str, int] = {"high": 8, "normal": 5, "low": 2}
+
+
+class CamelModel(BaseModel):
+    """camelCase on the wire, snake_case accepted on input."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class RetryPolicy(CamelModel):
+    """How long to wait before the next attempt."""
+
+    strategy: Literal["exponential", "linear", "fixed", "none"] = "exponential"
+    base_delay_ms: int = Field(default=1000, ge=0, le=86_400_000)
+    max_delay_ms: int = Field(default=300_000, ge=0, le=7 * 86_400_000)
+    factor: float = Field(default=2.0, ge=1.0, le=100.0)
+    jitter: bool = True
+
+    def delay_ms(self, failed_attempt: int, rng: random.Random | None = None) -> int:
+        """Backoff after `failed_attempt` (1-based) failed; full jitter keeps retries apart."""
+        n = max(failed_attempt, 1)
+        if self.strategy == "none":
+            return 0
+        if self.strategy == "fixed":
+            raw = float(self.base_delay_ms)
+        elif self.strategy == "linear":
+            raw = float(self.base_delay_ms) * n
+        else:
+            raw = float(self.base_delay_ms) * self.factor ** (n - 1)
+        capped = min(raw, float(self.max_delay_ms))
+        if self.jitter:
+            # "equal jitter": keeps at least half the delay so backoff still grows.
+            capped = capped / 2 + (rng or random).random() * capped / 2
+        return int(capped)
+
+
+class ErrorInfo(CamelModel):
+    """The error of one failed attempt."""
+
+    type: str
+    message: str
+    retryable: bool
+
+
+class JobSpec(CamelModel):
+    """What the scheduler hands a worker through Redis: everything needed to run one attempt."""
+
+    job_id: uuid.UUID
+    tenant: str = "default"
+    queue: str
+    job_type: str
+    payload: dict[str, Any]
+    priority: int = DEFAULT_PRIORITY
+    attempt: int = 1
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_ms: int | None = None
+    submitted_at_ms: int = 0

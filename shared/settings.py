@@ -1,0 +1,96 @@
+"""Settings every service reads from the environment (and `.conveyor/env` under `make dev`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:15432/conveyor"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:16379/0"
+DEFAULT_KAFKA = "127.0.0.1:19092"
+
+
+class CommonSettings(BaseSettings):
+    """Connection and tuning settings shared by every service."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    kafka_bootstrap_servers: str = DEFAULT_KAFKA
+
+    # Isolation knobs: tests run many clusters against one set of servers.
+    redis_key_prefix: str = "conveyor"
+    kafka_topic_prefix: str = ""
+
+    # Group joins on the embedded broker take ~session/2; 6000/1000 is also valid on real Kafka.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1000
+    kafka_fetch_max_wait_ms: int = 50
+    kafka_request_timeout_ms: int = 5000
+    # The embedded broker has no InitProducerId; enable only against real Kafka.
+    kafka_enable_idempotence: bool = False
+    kafka_linger_ms: int = 2
+
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    db_command_timeout_s: float = 10.0
+    redis_timeout_s: float = 5.0
+
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+    otel_exporter: str = Field(default="none", pattern="^(none|console)$")
+
+    drain_timeout_s: float = 30.0
+    host: str = "127.0.0.1"
+
+
+class ApiSettings(CommonSettings):
+    """The REST API."""
+
+    api_port: int = 8000
+    max_body_bytes: int = 1024 * 1024
+    max_payload_bytes: int = 256 * 1024
+    outbox_batch_size: int = 500
+    outbox_sweep_interval_s: float = 1.0
+    auth_required: bool = False
+    dashboard_dir: str = "dashboard/dist"
+
+
+class SchedulerSettings(CommonSettings):
+    """The scheduler: dispatch, projection, lease requeue and reconciliation."""
+
+    scheduler_port: int = 8010
+    kafka_fetch_max_wait_ms: int = 20
+    promote_interval_s: float = 0.1
+    lease_check_interval_s: float = 1.0
+    reconcile_interval_s: float = 15.0
+    # A row must be this old before reconciliation treats its absence from Redis as a loss.
+    reconcile_grace_s: float = 10.0
+
+
+class WorkerSettings(CommonSettings):
+    """A worker process: which queues, how many jobs at once, which handlers."""
+
+    worker_port: int = 8020
+    worker_id: str = ""
+    worker_queues: str = ""  # comma-separated; empty = every queue
+    worker_concurrency: int = 50
+    worker_handler_modules: str = ""  # comma-separated import paths registering @handler types
+    lease_ms: int = 30_000
+    default_timeout_ms: int = 300_000
+    queue_refresh_interval_s: float = 1.0
+
+
+class AnalyticsSettings(CommonSettings):
+    """Audit log and aggregates."""
+
+    analytics_port: int = 8030
+
+
+class NotifierSettings(CommonSettings):
+    """WebSocket fan-out."""
+
+    notifier_port: int = 8001
+    kafka_fetch_max_wait_ms: int = 20
+    client_buffer: int = 1000
