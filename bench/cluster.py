@@ -1,0 +1,92 @@
+"""Start the local cluster (`python -m deploy.local`) for a benchmark run, or use a running one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE = ROOT / ".conveyor" / "env"
+
+
+@dataclass
+class Cluster:
+    """Where the cluster answers, and the runner process if we started it."""
+
+    api_url: str
+    notifier_url: str
+    api_key: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        """Ctrl-C the runner we started and wait for it."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """Parse the `KEY=value` lines `make dev` writes."""
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            out[key.strip()] = value.strip().strip("'\"")
+    return out
+
+
+def start(timeout_s: float = 180.0) -> Cluster:
+    """Use API_URL if set, else start `python -m deploy.local` and wait for `.conveyor/env`."""
+    if os.environ.get("API_URL"):
+        return Cluster(
+            os.environ["API_URL"],
+            os.environ.get("NOTIFIER_URL", "http://127.0.0.1:8001"),
+            os.environ.get("CONVEYOR_API_KEY", ""),
+        )
+    ENV_FILE.unlink(missing_ok=True)
+    log = open(ROOT / "bench" / "results" / "cluster.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "deploy.local"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while not ENV_FILE.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"deploy.local exited with {proc.returncode}; see bench/results/cluster.log")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("cluster did not become ready in time; see bench/results/cluster.log")
+        time.sleep(0.2)
+    env = read_env(ENV_FILE)
+    return Cluster(env["API_URL"], env["NOTIFIER_URL"], env.get("CONVEYOR_API_KEY", ""), proc)
+
+
+def service_pids() -> dict[str, int]:
+    """PIDs of the running `python -m services.<name>` processes, found through /proc."""
+    pids: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for i, arg in enumerate(argv[:-1]):
+            if arg == b"-m" and argv[i + 1].startswith(b"services."):
+                pids[argv[i + 1].decode().removeprefix("services.")] = int(entry.name)
+    return pids
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's peak resident set, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

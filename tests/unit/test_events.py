@@ -1,0 +1,50 @@
+"""The Kafka envelope codec (DESIGN §6)."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared import events
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def test_envelope_has_exactly_the_documented_fields() -> None:
+    env = events.Envelope(type=events.EventType.COMPLETED, job_id=uuid.uuid4(), queue="q", job_type="noop",
+                          attempt=2, data={"result": {}}, tenant="acme")
+    wire = orjson.loads(events.encode(env))
+    assert set(wire) == {"eventId", "type", "schemaVersion", "occurredAt", "jobId", "queue", "jobType",
+                         "attempt", "data"}
+    assert wire["type"] == "completed" and wire["attempt"] == 2 and wire["schemaVersion"] == 1
+    assert "tenant" not in wire
+
+
+@given(data=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
+       kind=st.sampled_from(list(events.EventType)), attempt=st.integers(0, 1000))
+def test_codec_round_trips(data: dict[str, object], kind: events.EventType, attempt: int) -> None:
+    env = events.Envelope(type=kind, job_id=uuid.uuid4(), queue="q", job_type="t", attempt=attempt, data=data)
+    back = events.decode(events.encode(env))
+    assert back == env
+
+
+def test_decode_rejects_junk() -> None:
+    with pytest.raises(ValueError):
+        events.decode(b"not json")
+    with pytest.raises(ValueError):
+        events.decode(b'{"type": "exploded"}')
+
+
+def test_every_event_type_has_a_topic_and_a_rank() -> None:
+    assert set(events.TOPIC_OF) == set(events.EventType) == set(events.RANK)
+    assert events.TOPIC_OF[events.EventType.RETRY] == "jobs.retries"
+    assert events.tenant_of([("tenant", b"acme")]) == "acme"
+    assert events.tenant_of(None) == "default"
