@@ -28,4 +28,5 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf .conveyor .pytest_cache .mypy_cache .ruff_cache
+	if [ -x $(PY) ]; then $(PY) -m deploy.local clean; else rm -rf .conveyor; fi
+	rm -rf .pytest_cache .mypy_cache .ruff_cache

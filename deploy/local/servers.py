@@ -8,6 +8,9 @@ Measured behaviour and traps: ../shared/notes/embedded-servers.md.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
+import json
 import logging
 import os
 import re
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _CMD_TIMEOUT_S = 60.0
 _READY_TIMEOUT_S = 15.0
+_TOPIC_BATCH = 16
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # A Unix socket path must fit in sun_path (108 bytes, NUL included).
 _MAX_SOCKET_DIR = 90
@@ -43,6 +47,42 @@ class ServerError(RuntimeError):
 def default_topics(prefix: str = "") -> list[str]:
     """The physical names of every Kafka topic of the system, for one topic prefix."""
     return [topic_name(prefix, name) for name in ALL_TOPICS]
+
+
+@functools.cache
+def _setpriv() -> str | None:
+    path = shutil.which("setpriv")
+    if path is None:
+        return None
+    try:
+        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if "--pdeathsig" in usage else None  # util-linux >= 2.33
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """`argv` prefixed so the child is SIGKILLed when the thread that spawned it dies.
+
+    Without it, a SIGKILLed runner or pytest would leave its servers running (PID 1 does not
+    stop them). Falls back to plain `argv` where setpriv lacks --pdeathsig.
+    """
+    setpriv = _setpriv()
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
+
+
+def _spawner() -> concurrent.futures.ThreadPoolExecutor:
+    # Parent death is per *thread*: spawn from one thread that lives as long as the process,
+    # not from an asyncio.to_thread worker that a closing event loop would end.
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None:
+            _SPAWNER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spawner")
+        return _SPAWNER
+
+
+_SPAWNER: concurrent.futures.ThreadPoolExecutor | None = None
+_SPAWNER_LOCK = threading.Lock()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -91,10 +131,10 @@ class _Child:
         self.expected = False  # set before we signal it, so listeners can tell crash from stop
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.proc = _spawner().submit(
+                subprocess.Popen, die_with_parent(argv), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            ).result()
         self.exited = threading.Event()
         self._listeners = list(on_exit)
         threading.Thread(target=self._reap, name=f"reap-{self.proc.pid}", daemon=True).start()
@@ -196,11 +236,11 @@ class _ChildServer:
                 self._child.terminate(self.stop_grace_s)
                 self._child = None
 
-    def kill(self) -> None:
-        """SIGKILL the server as a crash would (exit listeners see expected=False)."""
+    def kill(self, *, expected: bool = False) -> None:
+        """SIGKILL the server: as a crash would, unless `expected` (then no watcher restarts it)."""
         with self._lock:
             if self._child is not None:
-                self._child.kill(expected=False)
+                self._child.kill(expected=expected)
 
     def restart(self) -> None:
         """Stop (if running) and start again on the same port."""
@@ -317,27 +357,52 @@ class KafkaBroker(_ChildServer):
             if self.is_running():
                 self._create(names)
 
+    def delete_topics(self, names: Iterable[str]) -> None:
+        """Delete topics (their data is held in memory) and stop re-creating them."""
+        names = list(names)
+        with self._lock:
+            for name in names:
+                self._topics.pop(name, None)
+            if self.is_running():
+                self._topic_cli("delete", names, ok_marker="does not host this topic")
+
+    def list_topics(self) -> list[str]:
+        """Names of the topics the broker holds right now (asks the broker)."""
+        proc = subprocess.run(
+            [str(paths.tansu_bin()), "topic", "list", "--broker", self._url()],
+            capture_output=True, timeout=_CMD_TIMEOUT_S, check=False,
+        )
+        if proc.returncode != 0:
+            raise ServerError(f"topic list failed: {proc.stdout.decode(errors='replace')}")
+        return sorted(t["name"] for t in json.loads(proc.stdout))
+
     def _create(self, names: list[str]) -> None:
-        procs = [
-            (name, subprocess.Popen(
-                [str(paths.tansu_bin()), "topic", "create", "--broker", self._url(),
-                 "--partitions", str(self.partitions), name],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            ))
-            for name in names
-        ]
+        self._topic_cli("create", names, ok_marker="already exists",
+                        extra=["--partitions", str(self.partitions)])
+
+    def _topic_cli(self, verb: str, names: list[str], ok_marker: str,
+                   extra: Iterable[str] = ()) -> None:
+        # A few CLI processes at a time: a restart may re-create hundreds of test topics.
         errors = []
-        for name, proc in procs:
-            try:
-                out, _ = proc.communicate(timeout=_CMD_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, _ = proc.communicate()
-            text = out.decode(errors="replace")
-            if proc.returncode != 0 and "already exists" not in text:
-                errors.append(f"{name}: rc={proc.returncode} {text.strip()}")
+        for i in range(0, len(names), _TOPIC_BATCH):
+            procs = [
+                (name, subprocess.Popen(
+                    [str(paths.tansu_bin()), "topic", verb, "--broker", self._url(), *extra, name],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                ))
+                for name in names[i:i + _TOPIC_BATCH]
+            ]
+            for name, proc in procs:
+                try:
+                    out, _ = proc.communicate(timeout=_CMD_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    out, _ = proc.communicate()
+                text = out.decode(errors="replace")
+                if proc.returncode != 0 and ok_marker not in text:
+                    errors.append(f"{name}: rc={proc.returncode} {text.strip()}")
         if errors:
-            raise ServerError("topic creation failed: " + "; ".join(errors))
+            raise ServerError(f"topic {verb} failed: " + "; ".join(errors))
 
 
 class PostgresServer:
@@ -354,6 +419,8 @@ class PostgresServer:
         self.requested_data_dir = data_dir
         self._data_dir: Path | None = None
         self._bin: Path | None = None
+        # start() may run in a thread that a cancelled caller abandoned; stop() must wait for it.
+        self._lock = threading.RLock()
 
     @property
     def data_dir(self) -> Path:
@@ -435,10 +502,14 @@ class PostgresServer:
 
     def start(self) -> None:
         """initdb if needed, then start and wait; reuses a server already running here."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
         if self.is_running():
             if self._running_port() == self.port:
                 return
-            self.stop()
+            self._stop("fast")
         self._init()
         d = str(self.data_dir)
         proc = self._run("pg_ctl", "-D", d, "-w", "-t", "30", "-l", str(self.log_path),
@@ -452,20 +523,25 @@ class PostgresServer:
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (`mode`: fast, or immediate for a forced stop); idempotent."""
+        with self._lock:
+            self._stop(mode)
+
+    def _stop(self, mode: str) -> None:
         if not self.is_running():
             return
         proc = self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "30", "stop")
         if proc.returncode != 0 and self.is_running():
             if mode != "immediate":
                 log.warning("pg_ctl stop -m %s failed (%s); forcing", mode, proc.stderr.strip())
-                self.stop("immediate")
+                self._stop("immediate")
             else:
                 raise ServerError(f"postgres would not stop: {proc.stderr.strip()}")
 
     def destroy(self) -> None:
         """Stop and delete the data dir (for throwaway test servers)."""
-        self.stop("immediate")
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        with self._lock:
+            self._stop("immediate")
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def _psql(self, sql: str) -> str:
         return self._check("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",

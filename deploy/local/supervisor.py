@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -22,7 +22,7 @@ from typing import IO, Any
 import httpx
 
 from deploy.local.paths import REPO_ROOT
-from deploy.local.servers import KafkaBroker, ServerError, tail
+from deploy.local.servers import KafkaBroker, ServerError, die_with_parent, tail
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class Supervisor:
         backoff_max_s: float = 30.0,
         stable_after_s: float = 30.0,
         output: IO[str] | None = None,
+        on_spawn: Callable[[str, int], None] | None = None,
+        parallel_stop: bool = False,
     ) -> None:
         self._services = {s.name: _Service(s) for s in specs}
         self.log_dir = log_dir
@@ -112,10 +114,13 @@ class Supervisor:
         self.backoff_max_s = backoff_max_s
         self.stable_after_s = stable_after_s
         self._output = output
+        self._on_spawn = on_spawn
+        self.parallel_stop = parallel_stop  # tests: nobody needs the orderly drain
         self._stopping = asyncio.Event()
         self._stop_task: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._pumps: set[asyncio.Task[None]] = set()
+        self._watchers: set[asyncio.Task[Any]] = set()
         self._http: httpx.AsyncClient | None = None
 
     # -- queries -------------------------------------------------------------------------
@@ -154,9 +159,17 @@ class Supervisor:
 
     # -- starting ------------------------------------------------------------------------
 
-    async def start(self, names: Iterable[str] | None = None) -> None:
-        """Start services (all, in spec order, by default), each one waited ready in turn."""
-        for name in list(self._services) if names is None else names:
+    async def start(self, names: Iterable[str] | None = None, *, parallel: bool = False) -> None:
+        """Start services (all by default): in order, each waited ready, or all at once."""
+        todo = list(self._services) if names is None else list(names)
+        if parallel:
+            results = await asyncio.gather(*(self.start_service(n) for n in todo),
+                                           return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
+            return
+        for name in todo:
             await self.start_service(name)
 
     async def start_service(self, name: str, timeout_s: float | None = None) -> None:
@@ -199,14 +212,8 @@ class Supervisor:
             if self._stopping.is_set():
                 break
             await svc.set_state(State.STARTING)
-            proc = await self._spawn(svc)
-            probe = self._spawn_task(self._probe(svc, proc), f"probe-{name}")
             started = asyncio.get_running_loop().time()
-            if self._stopping.is_set():  # stop() ran while we were spawning
-                await self._terminate(svc, proc, self.stop_timeout_s)
-            rc = await proc.wait()
-            probe.cancel()
-            self._kill_group(proc.pid)  # leftovers of the service (e.g. job subprocesses)
+            rc = await self._run_once(svc)
             svc.last_rc = rc
             if self._stopping.is_set():
                 break
@@ -230,6 +237,21 @@ class Supervisor:
             backoff = min(backoff * 2, self.backoff_max_s)
         await svc.set_state(State.STOPPED)
 
+    async def _run_once(self, svc: _Service) -> int | None:
+        """One life of the service process; its exit code (None if it could not be spawned)."""
+        try:
+            proc = await self._spawn(svc)
+        except OSError:
+            log.exception("service %s could not be spawned", svc.spec.name)
+            return None
+        probe = self._spawn_task(self._probe(svc, proc), f"probe-{svc.spec.name}")
+        if self._stopping.is_set():  # stop() ran while we were spawning
+            await self._terminate(svc, proc, self.stop_timeout_s)
+        rc = await proc.wait()
+        probe.cancel()
+        self._kill_group(proc.pid)  # leftovers of the service (e.g. job subprocesses)
+        return rc
+
     async def _spawn(self, svc: _Service) -> asyncio.subprocess.Process:
         spec = svc.spec
         env = {**self.base_env, "PYTHONUNBUFFERED": "1", **spec.env}
@@ -238,36 +260,55 @@ class Supervisor:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             log_file = path.open("ab")
+        # Our own pipe, not asyncio's PIPE: on 3.11, Process.wait() would not return while a
+        # grandchild still holds an asyncio-managed pipe open.
+        read_fd, write_fd = os.pipe() if self.echo else (-1, -1)
         try:
+            stdout: Any = write_fd if self.echo else (log_file or asyncio.subprocess.DEVNULL)
+            # Spawned from the event loop's thread: the children die with the supervisor.
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", spec.module,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE if self.echo else (log_file or asyncio.subprocess.DEVNULL),
-                stderr=asyncio.subprocess.STDOUT,
+                *die_with_parent([sys.executable, "-m", spec.module]),
+                stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=asyncio.subprocess.STDOUT,
                 env=env, cwd=self.cwd, start_new_session=True,
             )
-        finally:
-            if log_file is not None and self.echo is False:
+        except BaseException:
+            if self.echo:
+                os.close(read_fd)
+            if log_file is not None:
                 log_file.close()
+            raise
+        finally:
+            if self.echo:
+                os.close(write_fd)
+        if not self.echo and log_file is not None:
+            log_file.close()  # the child has its own copy of the descriptor
         svc.proc = proc
+        if self._on_spawn is not None:
+            self._on_spawn(spec.name, proc.pid)
         log.info("service %s started (pid %d, port %d)", spec.name, proc.pid, spec.port)
-        if self.echo and proc.stdout is not None:
-            pump = asyncio.create_task(self._pump(spec.name, proc.stdout, log_file),
+        if self.echo:
+            pump = asyncio.create_task(self._pump(spec.name, read_fd, log_file),
                                        name=f"pump-{spec.name}")
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
         return proc
 
-    async def _pump(self, name: str, stream: asyncio.StreamReader, log_file: IO[bytes] | None) -> None:
+    async def _pump(self, name: str, read_fd: int, log_file: IO[bytes] | None) -> None:
         out = self._output or sys.stdout
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+        )
         try:
-            while line := await stream.readline():
+            while line := await reader.readline():
                 if log_file is not None:
                     log_file.write(line)
                     log_file.flush()
                 out.write(f"[{name}] {line.decode(errors='replace').rstrip()}\n")
                 out.flush()
         finally:
+            transport.close()
             if log_file is not None:
                 log_file.close()
 
@@ -310,7 +351,9 @@ class Supervisor:
                 await svc.changed.wait_for(lambda: svc.state is not State.READY)
         return proc.pid
 
-    def watch_broker(self, broker: KafkaBroker) -> None:
+    def watch_broker(
+        self, broker: KafkaBroker, on_restart: Callable[[], None] | None = None
+    ) -> None:
         """Restart `broker` (and re-create its topics) whenever it dies unexpectedly."""
         loop = asyncio.get_running_loop()
         crashes: asyncio.Queue[int] = asyncio.Queue()
@@ -321,10 +364,14 @@ class Supervisor:
                     loop.call_soon_threadsafe(crashes.put_nowait, rc)
 
         broker.add_exit_listener(on_exit)
-        self._spawn_task(self._watch_broker(broker, crashes, on_exit), "watch-broker")
+        self._watchers.add(
+            self._spawn_task(self._watch_broker(broker, crashes, on_exit, on_restart),
+                             "watch-broker")
+        )
 
     async def _watch_broker(
-        self, broker: KafkaBroker, crashes: asyncio.Queue[int], on_exit: Any
+        self, broker: KafkaBroker, crashes: asyncio.Queue[int], on_exit: Any,
+        on_restart: Callable[[], None] | None,
     ) -> None:
         try:
             while True:
@@ -337,6 +384,8 @@ class Supervisor:
                         # start() re-creates the known topics before returning: before any
                         # service reconnects and writes into a ghost topic.
                         await asyncio.to_thread(broker.start)
+                        if on_restart is not None:
+                            on_restart()
                     except ServerError:
                         log.exception("kafka broker restart failed; retrying in %.1fs", delay)
                         await asyncio.sleep(delay)
@@ -358,11 +407,18 @@ class Supervisor:
 
     async def _stop(self, timeout_s: float) -> None:
         self._stopping.set()
+        # First, so a broker dying during shutdown is not brought back.
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        for svc in reversed(list(self._services.values())):
-            proc = svc.proc
-            if proc is not None and proc.returncode is None:
+        running = [(svc, svc.proc) for svc in reversed(list(self._services.values()))
+                   if svc.proc is not None and svc.proc.returncode is None]
+        if self.parallel_stop:
+            await asyncio.gather(*(self._terminate(svc, proc, timeout_s) for svc, proc in running))
+        else:
+            for svc, proc in running:  # reverse start order: the API stops taking work first
                 await self._terminate(svc, proc, max(0.1, deadline - loop.time()))
         monitors = [s.monitor for s in self._services.values() if s.monitor is not None]
         side = [t for t in self._side_tasks if t not in monitors]
@@ -378,7 +434,9 @@ class Supervisor:
         if self._http is not None:
             await self._http.aclose()
 
-    async def _terminate(self, svc: _Service, proc: asyncio.subprocess.Process, timeout_s: float) -> None:
+    async def _terminate(
+        self, svc: _Service, proc: asyncio.subprocess.Process, timeout_s: float
+    ) -> None:
         name = svc.spec.name
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)

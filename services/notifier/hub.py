@@ -1,0 +1,173 @@
+"""Subscribers and the subscription index: fan-out costs O(matching subscribers) per message."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from services.notifier import metrics
+from services.notifier.buffer import CLOSE_RESTARTING, ClientBuffer
+from services.notifier.messages import Delivery
+from services.notifier.protocol import ProtocolError, Target, TargetKind
+
+log = logging.getLogger(__name__)
+
+_Key = tuple[str, str]  # (tenant, job id or queue)
+
+
+class Subscriber:
+    """One connected client (a WebSocket or an SSE stream) of one tenant."""
+
+    __slots__ = ("buffer", "everything", "jobs", "queues", "tenant", "transport")
+
+    def __init__(self, tenant: str, transport: str, buffer_size: int) -> None:
+        self.tenant = tenant
+        self.transport = transport
+        self.buffer = ClientBuffer(buffer_size)
+        self.jobs: set[str] = set()
+        self.queues: set[str] = set()
+        self.everything = False
+
+    @property
+    def subscription_count(self) -> int:
+        """How many targets this client follows."""
+        return len(self.jobs) + len(self.queues) + int(self.everything)
+
+
+def _add(index: dict[_Key, set[Subscriber]], key: _Key, sub: Subscriber) -> None:
+    index.setdefault(key, set()).add(sub)
+
+
+def _discard(index: dict[_Key, set[Subscriber]], key: _Key, sub: Subscriber) -> None:
+    subs = index.get(key)
+    if subs is not None:
+        subs.discard(sub)
+        if not subs:
+            del index[key]
+
+
+class Hub:
+    """Connected subscribers, indexed by (tenant, job), (tenant, queue) and tenant for `all`."""
+
+    def __init__(self, *, buffer_size: int, max_subscriptions: int) -> None:
+        self._buffer_size = buffer_size
+        self._max_subscriptions = max_subscriptions
+        self._subscribers: set[Subscriber] = set()
+        self._tenants: dict[str, int] = {}
+        self._by_job: dict[_Key, set[Subscriber]] = {}
+        self._by_queue: dict[_Key, set[Subscriber]] = {}
+        self._all: dict[str, set[Subscriber]] = {}
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def connect(self, tenant: str, transport: str) -> Subscriber:
+        """Register a new client with no subscriptions yet."""
+        sub = Subscriber(tenant, transport, self._buffer_size)
+        self._subscribers.add(sub)
+        self._tenants[tenant] = self._tenants.get(tenant, 0) + 1
+        metrics.CLIENTS.labels(transport).inc()
+        return sub
+
+    def disconnect(self, sub: Subscriber) -> None:
+        """Forget a client and every subscription it had; idempotent."""
+        if sub not in self._subscribers:
+            return
+        self._subscribers.discard(sub)
+        self.unsubscribe(sub, self._targets_of(sub))
+        left = self._tenants[sub.tenant] - 1
+        if left:
+            self._tenants[sub.tenant] = left
+        else:
+            del self._tenants[sub.tenant]
+        metrics.CLIENTS.labels(sub.transport).dec()
+
+    def subscribe(self, sub: Subscriber, targets: Iterable[Target]) -> None:
+        """Follow targets (already-followed ones are fine); raises ProtocolError past the limit."""
+        targets = list(targets)
+        new = [t for t in targets if not self._follows(sub, t)]
+        if sub.subscription_count + len(new) > self._max_subscriptions:
+            raise ProtocolError(f"too many subscriptions (at most {self._max_subscriptions} per client)")
+        for target in new:
+            if target.kind is TargetKind.JOB:
+                sub.jobs.add(target.value)
+                _add(self._by_job, (sub.tenant, target.value), sub)
+            elif target.kind is TargetKind.QUEUE:
+                sub.queues.add(target.value)
+                _add(self._by_queue, (sub.tenant, target.value), sub)
+            else:
+                sub.everything = True
+                self._all.setdefault(sub.tenant, set()).add(sub)
+
+    def unsubscribe(self, sub: Subscriber, targets: Iterable[Target]) -> None:
+        """Stop following targets (unknown ones are ignored)."""
+        for target in list(targets):
+            if target.kind is TargetKind.JOB:
+                sub.jobs.discard(target.value)
+                _discard(self._by_job, (sub.tenant, target.value), sub)
+            elif target.kind is TargetKind.QUEUE:
+                sub.queues.discard(target.value)
+                _discard(self._by_queue, (sub.tenant, target.value), sub)
+            elif sub.everything:
+                sub.everything = False
+                subs = self._all[sub.tenant]
+                subs.discard(sub)
+                if not subs:
+                    del self._all[sub.tenant]
+
+    def deliver(self, delivery: Delivery) -> bool:
+        """Queue a message for every matching client without waiting on any socket.
+
+        A client whose buffer overflows is dropped here (its connection closes with 1013).
+        Returns True when some recipient's buffer is at least half full, so the caller can
+        yield to the senders before the next message.
+        """
+        recipients = self._recipients(delivery)
+        if not recipients:
+            return False
+        pressured = False
+        slow: list[Subscriber] = []
+        for sub in recipients:
+            if not sub.buffer.put(delivery.text, delivery.coalesce_key):
+                slow.append(sub)
+            elif sub.buffer.pressured:
+                pressured = True
+        metrics.MESSAGES_QUEUED.labels(delivery.kind).inc(len(recipients) - len(slow))
+        for sub in slow:
+            log.warning("disconnecting a slow %s client of tenant %s (buffer of %d full)",
+                        sub.transport, sub.tenant, sub.buffer.limit)
+            metrics.SLOW_DISCONNECTS.inc()
+            self.disconnect(sub)
+        return pressured
+
+    def close_all(self, code: int = CLOSE_RESTARTING, reason: str = "service restarting") -> None:
+        """End every client's stream (shutdown)."""
+        for sub in list(self._subscribers):
+            sub.buffer.close(code, reason)
+            self.disconnect(sub)
+
+    def _recipients(self, d: Delivery) -> set[Subscriber]:
+        tenants: Iterable[str] = (d.tenant,) if d.tenant is not None else list(self._tenants)
+        out: set[Subscriber] = set()
+        for tenant in tenants:
+            if d.job_id is not None:
+                out.update(self._by_job.get((tenant, d.job_id), ()))
+            if d.queue is not None:
+                out.update(self._by_queue.get((tenant, d.queue), ()))
+            out.update(self._all.get(tenant, ()))
+        return out
+
+    @staticmethod
+    def _follows(sub: Subscriber, target: Target) -> bool:
+        if target.kind is TargetKind.JOB:
+            return target.value in sub.jobs
+        if target.kind is TargetKind.QUEUE:
+            return target.value in sub.queues
+        return sub.everything
+
+    @staticmethod
+    def _targets_of(sub: Subscriber) -> list[Target]:
+        targets = [Target(TargetKind.JOB, j) for j in sub.jobs] + [Target(TargetKind.QUEUE, q) for q in sub.queues]
+        if sub.everything:
+            targets.append(Target(TargetKind.ALL))
+        return targets

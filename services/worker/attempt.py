@@ -1,0 +1,98 @@
+"""One attempt of one job: its in-flight record, the handler call, and the concluding event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from services.worker import job_events, outcomes
+from services.worker.context import JobContext
+from services.worker.registry import Handler
+from shared.dispatch.protocol import Lease
+from shared.events import Envelope
+
+log = logging.getLogger(__name__)
+
+
+class StopReason(StrEnum):
+    """Why the worker stopped a handler itself."""
+
+    CANCELLED = "cancelled"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(eq=False)
+class InFlight:
+    """One job this worker holds, and how far it got."""
+
+    lease: Lease
+    ctx: JobContext
+    task: asyncio.Task[None] | None = None
+    handler_task: asyncio.Task[outcomes.Outcome] | None = None
+    stop_reason: StopReason | None = None
+    lost: bool = False
+    finishing: bool = False  # past the handler: publishing the outcome, then releasing
+    releasing: bool = False
+
+    @property
+    def handler_pending(self) -> bool:
+        """The handler has not started yet, or is still running."""
+        return self.handler_task is None or not self.handler_task.done()
+
+    def interrupt(self, reason: str) -> None:
+        """Signal the handler and cancel its task."""
+        self.ctx.cancelled.set(reason)
+        if self.handler_task is not None and not self.handler_task.done():
+            self.handler_task.cancel()
+
+
+@dataclass(frozen=True)
+class Release:
+    """How to give the lease back once the outcome event is acknowledged."""
+
+    label: str  # the metrics outcome
+    retry_at_ms: int | None = None  # None: ack
+
+
+async def invoke(fn: Handler, ctx: JobContext, timeout_ms: int) -> outcomes.Outcome:
+    """Run one handler under its timeout and map whatever happens to an Outcome."""
+    deadline = asyncio.timeout(timeout_ms / 1000)
+    try:
+        async with deadline:
+            result = await fn(ctx)
+    except TimeoutError as exc:
+        # A TimeoutError the handler raised itself is its own error, not our deadline.
+        return outcomes.timed_out(timeout_ms) if deadline.expired() else outcomes.from_exception(exc)
+    except Exception as exc:
+        log.info("job %s (%s) attempt %d raised %r", ctx.job_id, ctx.job_type, ctx.attempt, exc)
+        return outcomes.from_exception(exc)
+    return outcomes.success(result)
+
+
+def conclude(
+    rec: InFlight, outcome: outcomes.Outcome | None, worker_id: str, started_at: datetime, ended_at: datetime
+) -> tuple[Envelope, Release]:
+    """The event that ends the attempt and how to release the lease once Kafka acknowledged it."""
+    spec = rec.lease.spec
+    ended_ms = int(ended_at.timestamp() * 1000)
+    if rec.stop_reason is StopReason.CANCELLED:
+        return job_events.cancelled(spec), Release("cancelled")
+    if rec.stop_reason is StopReason.SHUTDOWN and outcome is None:
+        # Handing the job back burns an attempt number (retry_later moves it to attempt + 1):
+        # an honest audit of an attempt that started and never finished. It is due again at once.
+        error = outcomes.error_info(outcomes.WORKER_SHUTDOWN, "the worker shut down before the handler finished", True)
+        return job_events.retry(spec, worker_id, error, 0, started_at, ended_at), Release("shutdown", ended_ms)
+    if outcome is None:  # stopped with no recorded reason; treat it as a crash of the attempt
+        outcome = outcomes.from_exception(asyncio.CancelledError("handler stopped"))
+    decision = outcomes.decide(outcome, spec)
+    if decision.verdict is outcomes.Verdict.COMPLETED:
+        return job_events.completed(spec, worker_id, outcome.result, started_at, ended_at), Release("completed")
+    assert outcome.error is not None  # only a success has no error
+    if decision.verdict is outcomes.Verdict.RETRY:
+        envelope = job_events.retry(spec, worker_id, outcome.error, decision.delay_ms, started_at, ended_at)
+        return envelope, Release("retry", ended_ms + decision.delay_ms)
+    reason = (decision.reason or outcomes.FailReason.PERMANENT).value
+    return job_events.failed(spec, worker_id, outcome.error, reason, started_at, ended_at), Release("failed")

@@ -1,0 +1,276 @@
+"""Running leased jobs: one owned task per job, from `started` to the released lease.
+
+Per job: publish `started` (wait for Kafka's ack), run the handler under its timeout,
+publish the outcome (completed / retry / failed / cancelled) and only then release the
+lease (ack or retry_later). A lease lost to another worker stops the job silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+
+import httpx
+from opentelemetry import trace
+from redis.exceptions import RedisError
+
+from services.worker import job_events, outcomes
+from services.worker.attempt import InFlight, Release, StopReason, conclude, invoke
+from services.worker.coalescer import Coalescer
+from services.worker.context import JobContext
+from services.worker.metrics import HANDLER_DURATION, IN_FLIGHT, JOBS_PROCESSED, LEASES_LOST
+from services.worker.publisher import EventSink
+from services.worker.registry import Registry
+from shared.dispatch.protocol import Dispatcher, Lease
+from shared.events import utcnow
+from shared.telemetry import tracer
+
+log = logging.getLogger(__name__)
+
+RELEASE_RETRY_MAX_S = 5.0
+
+
+class Executor:
+    """The in-flight table and the per-job tasks."""
+
+    def __init__(
+        self,
+        *,
+        dispatcher: Dispatcher,
+        sink: EventSink,
+        registry: Registry,
+        worker_id: str,
+        concurrency: int,
+        default_timeout_ms: int,
+        http: httpx.AsyncClient,
+        on_crash: Callable[[BaseException], None],
+        trace_jobs: bool = False,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._sink = sink
+        self._registry = registry
+        self.worker_id = worker_id
+        self.concurrency = concurrency
+        self._default_timeout_ms = default_timeout_ms
+        self._http = http
+        self._on_crash = on_crash
+        self._jobs: dict[uuid.UUID, InFlight] = {}
+        self._running = 0  # jobs not yet past their handler
+        self._slot_freed = asyncio.Event()
+        # Jobs finishing together share one ack script call.
+        self._acks: Coalescer[Lease] = Coalescer("acks", dispatcher.ack)
+        # A span per job costs ~15% of the hot path; only pay for it when spans go somewhere.
+        self._tracer = tracer("services.worker") if trace_jobs else None
+
+    # --- what the fetcher and the heartbeat see -------------------------------------------
+
+    def free_slots(self) -> int:
+        """How many more jobs may start now.
+
+        `concurrency` bounds the jobs before or in their handler. A job whose handler is done
+        but whose outcome event still waits for Kafka's ack frees its slot yet keeps its lease,
+        so a slow ack does not idle a slot; the lease table is capped at twice the concurrency.
+        """
+        return min(self.concurrency - self._running, 2 * self.concurrency - len(self._jobs))
+
+    async def wait_for_slot(self) -> None:
+        """Return once at least one slot is free."""
+        while self.free_slots() <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+
+    def leases(self) -> list[Lease]:
+        """Every lease held right now (releasing ones too: their deadline must not lapse)."""
+        return [rec.lease for rec in self._jobs.values()]
+
+    def job_ids(self) -> list[uuid.UUID]:
+        """Ids of the jobs held right now."""
+        return list(self._jobs)
+
+    def cancellable_ids(self) -> list[uuid.UUID]:
+        """Jobs whose handler has not finished: the ones a cancel flag can still stop."""
+        return [i for i, rec in self._jobs.items() if rec.stop_reason is None and rec.handler_pending]
+
+    def start(self, leases: Sequence[Lease]) -> None:
+        """Run freshly leased jobs, each in its own owned task."""
+        for lease in leases:
+            previous = self._jobs.get(lease.job_id)
+            if previous is not None:
+                # Our older lease on this job expired and we popped it again: the old one is void.
+                self._lose(previous)
+            rec = self._record(lease)
+            self._jobs[lease.job_id] = rec
+            self._running += 1
+            IN_FLIGHT.inc()
+            rec.task = asyncio.create_task(self._supervise(rec), name=f"job:{lease.job_id}")
+            rec.task.add_done_callback(self._on_done)
+
+    def mark_lost(self, lost: Iterable[uuid.UUID], tokens: dict[uuid.UUID, str]) -> None:
+        """Leases the heartbeat found taken over: stop those jobs and emit nothing more for them."""
+        for job_id in lost:
+            rec = self._jobs.get(job_id)
+            # A lease acked while the heartbeat ran also reads as lost: ignore releasing jobs.
+            if rec is None or rec.releasing or rec.lease.token != tokens.get(job_id):
+                continue
+            log.warning("lease of job %s lost (expired and taken over); abandoning it", job_id)
+            self._lose(rec)
+
+    def cancel(self, job_ids: Iterable[uuid.UUID]) -> None:
+        """Jobs flagged cancelled: stop their handlers; they then publish `cancelled` and ack."""
+        for job_id in job_ids:
+            rec = self._jobs.get(job_id)
+            if rec is None or rec.lost or rec.releasing or rec.stop_reason is not None or not rec.handler_pending:
+                continue
+            log.info("job %s cancelled while running; stopping its handler", job_id)
+            rec.stop_reason = StopReason.CANCELLED
+            rec.interrupt("cancelled")
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait for every job to finish by itself; False if some were still running at the deadline."""
+        tasks = [rec.task for rec in self._jobs.values() if rec.task is not None]
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        return not pending
+
+    async def hand_back(self, timeout_s: float) -> bool:
+        """Stop the handlers still running; their jobs publish `retry` (worker_shutdown) and run again now."""
+        for rec in self._jobs.values():
+            if rec.stop_reason is None and not rec.lost and rec.handler_pending:
+                rec.stop_reason = StopReason.SHUTDOWN
+                rec.interrupt("shutdown")
+        return await self.drain(timeout_s)
+
+    async def abandon(self, timeout_s: float = 1.0) -> None:
+        """Cancel whatever is left (Kafka or Redis unreachable); those leases expire and are requeued."""
+        tasks = [rec.task for rec in self._jobs.values() if rec.task is not None and not rec.task.done()]
+        for rec in self._jobs.values():
+            log.warning("abandoning job %s; its lease will expire and be requeued", rec.lease.job_id)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+
+    async def close(self) -> None:
+        """Release the batching helper (after abandon)."""
+        await self._acks.close()
+
+    # --- one job -----------------------------------------------------------------------------
+
+    def _record(self, lease: Lease) -> InFlight:
+        spec = lease.spec
+
+        async def send_progress(percent: float, message: str | None) -> None:
+            if not rec.lost and rec.stop_reason is None:
+                await self._sink.publish([job_events.progress(spec, self.worker_id, percent, message)])
+
+        ctx = JobContext(spec, worker_id=self.worker_id, http=self._http, progress_sink=send_progress)
+        rec = InFlight(lease, ctx)
+        return rec
+
+    def _lose(self, rec: InFlight) -> None:
+        rec.lost = True
+        LEASES_LOST.inc()
+        rec.interrupt("lease_lost")
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            assert exc is not None
+            log.error("job task %s crashed", task.get_name(), exc_info=exc)
+            self._on_crash(exc)
+
+    async def _supervise(self, rec: InFlight) -> None:
+        spec = rec.lease.spec
+        try:
+            if self._tracer is None:
+                await self._run(rec)
+            else:
+                with self._tracer.start_as_current_span(
+                    f"job {spec.job_type}", kind=trace.SpanKind.CONSUMER,
+                    attributes={"job.id": str(spec.job_id), "job.queue": spec.queue, "job.attempt": spec.attempt},
+                ):
+                    await self._run(rec)
+        finally:
+            self._finish(rec)
+            await rec.ctx.close()
+            if self._jobs.get(spec.job_id) is rec:
+                del self._jobs[spec.job_id]
+            IN_FLIGHT.dec()
+            self._slot_freed.set()
+
+    def _finish(self, rec: InFlight) -> None:
+        """The handler phase is over: its slot is free, though the lease is held until released."""
+        if not rec.finishing:
+            rec.finishing = True
+            self._running -= 1
+            self._slot_freed.set()
+
+    async def _run(self, rec: InFlight) -> None:
+        spec = rec.lease.spec
+        started_at = utcnow()
+        if not await self._sink.publish_until_acked(
+            [job_events.started(spec, self.worker_id, started_at)], lambda: rec.lost
+        ):
+            JOBS_PROCESSED.labels(spec.queue, "lost").inc()
+            return
+        outcome = await self._execute(rec)
+        self._finish(rec)
+        if rec.lost:
+            JOBS_PROCESSED.labels(spec.queue, "lost").inc()
+            return
+        envelope, release = conclude(rec, outcome, self.worker_id, started_at, utcnow())
+        if not await self._sink.publish_until_acked([envelope], lambda: rec.lost):
+            JOBS_PROCESSED.labels(spec.queue, "lost").inc()
+            return
+        rec.releasing = True
+        await self._release(rec, release)
+
+    async def _execute(self, rec: InFlight) -> outcomes.Outcome | None:
+        """The handler's outcome; None when the worker stopped it (cancel, shutdown, lost lease)."""
+        spec = rec.lease.spec
+        if rec.stop_reason is not None or rec.lost:
+            return None
+        fn = self._registry.get(spec.job_type)
+        if fn is None:
+            return outcomes.unknown_job_type(spec.job_type)
+        timeout_ms = spec.timeout_ms or self._default_timeout_ms
+        began = time.monotonic()
+        task = rec.handler_task = asyncio.create_task(invoke(fn, rec.ctx, timeout_ms), name=f"handler:{spec.job_id}")
+        try:
+            # asyncio.wait, not `await task`: the handler's cancellation must not cancel us.
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            HANDLER_DURATION.labels(spec.job_type).observe(time.monotonic() - began)
+        if task.cancelled():
+            if rec.stop_reason is not None or rec.lost:
+                return None
+            return outcomes.from_exception(asyncio.CancelledError("handler cancelled itself"))
+        exc = task.exception()
+        if exc is not None:  # BaseException subclasses invoke() does not catch
+            return outcomes.from_exception(exc)
+        return task.result()
+
+    async def _release(self, rec: InFlight, release: Release) -> None:
+        """Ack or retry_later, retried while Redis is unreachable (the heartbeat keeps the lease)."""
+        delay = 0.1
+        while True:
+            try:
+                if release.retry_at_ms is None:
+                    await self._acks.submit(rec.lease)
+                elif not await self._dispatcher.retry_later(rec.lease, release.retry_at_ms):
+                    log.warning("job %s: lease no longer owned at release", rec.lease.job_id)
+                break
+            except (RedisError, OSError) as exc:
+                log.warning("releasing job %s failed, retrying in %.1fs: %r", rec.lease.job_id, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RELEASE_RETRY_MAX_S)
+        JOBS_PROCESSED.labels(rec.lease.spec.queue, release.label).inc()

@@ -1,0 +1,128 @@
+"""The fetch loop: lease as many jobs as there are free slots, else wait for a wake signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from services.worker.executor import Executor
+from shared.dispatch.protocol import Dispatcher
+
+log = logging.getLogger(__name__)
+
+WAKE_WAIT_S = 1.0
+ERROR_BACKOFF_MAX_S = 5.0
+
+
+class Fetcher:
+    """Pops work into the executor until `stopping` is set; never sleep-polls.
+
+    With no configured queues it serves every queue Redis knows, re-read every
+    `refresh_interval_s` and also right after a wake that found nothing in the known
+    queues (the wake may be the first job of a queue this worker has not seen yet).
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        executor: Executor,
+        *,
+        worker_id: str,
+        queues: Sequence[str],
+        lease_ms: int,
+        refresh_interval_s: float,
+        stopping: asyncio.Event,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._executor = executor
+        self._worker_id = worker_id
+        self._dynamic = not queues
+        self._queues: list[str] = list(queues)
+        self._lease_ms = lease_ms
+        self._refresh_interval_s = refresh_interval_s
+        self._next_refresh = 0.0
+        self._stopping = stopping
+        self._pops = 0
+        self._woke = False
+
+    @property
+    def serving(self) -> list[str]:
+        """The queues this worker currently pops from."""
+        return list(self._queues)
+
+    @property
+    def all_queues(self) -> bool:
+        """Whether this worker follows every queue (no configured list)."""
+        return self._dynamic
+
+    async def run(self) -> None:
+        """Fetch until stopped; Redis errors back off and retry rather than kill the worker."""
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self._step()
+                backoff = 0.1
+            except (RedisError, OSError) as exc:
+                log.warning("fetch failed, retrying in %.1fs: %r", backoff, exc)
+                await self._until_stop(asyncio.sleep(backoff))
+                backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
+
+    async def _step(self) -> None:
+        free = self._executor.free_slots()
+        if free <= 0:
+            await self._until_stop(self._executor.wait_for_slot())
+            return
+        if self._dynamic and time.monotonic() >= self._next_refresh:
+            await self._refresh()
+        taken = await self._pop(free)
+        woke, self._woke = self._woke, False
+        if taken >= free:
+            return  # there may be more: pop again as soon as slots free up
+        if taken == 0 and woke and self._dynamic and await self._refresh():
+            return  # the wake was for a queue we did not know yet: pop it now
+        # Every served queue is empty: block until a push or promotion signals work.
+        await self._until_stop(self._dispatcher.wait_for_work(WAKE_WAIT_S))
+        self._woke = True
+
+    async def _pop(self, count: int) -> int:
+        if not self._queues or count <= 0:
+            return 0
+        self._pops += 1
+        leases = await self._dispatcher.pop(
+            self._queues, count, self._lease_ms, token_base=f"{self._worker_id}:{self._pops}"
+        )
+        if leases:
+            self._executor.start(leases)
+        return len(leases)
+
+    async def _refresh(self) -> bool:
+        """Re-read the queue list; True if it changed."""
+        queues = await self._dispatcher.queues()
+        self._next_refresh = time.monotonic() + self._refresh_interval_s
+        changed = queues != self._queues
+        if changed:
+            log.info("serving queues: %s", ", ".join(queues) or "(none yet)")
+            self._queues = queues
+        return changed
+
+    async def _until_stop(self, waitable: Coroutine[Any, Any, object]) -> None:
+        """Await `waitable`, giving up at once when the worker starts stopping."""
+        if self._stopping.is_set():
+            waitable.close()
+            return
+        work = asyncio.ensure_future(waitable)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.wait({work})
+        if not work.cancelled():
+            work.result()  # re-raises a Redis error for run() to back off on

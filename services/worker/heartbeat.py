@@ -1,0 +1,111 @@
+"""Keeping leases alive, noticing cancel flags, and the worker's registry entry in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from services.worker.executor import Executor
+from shared.dispatch.protocol import Dispatcher, now_ms
+
+log = logging.getLogger(__name__)
+
+# A user's cancel should stop a running handler within about a second, whatever the lease.
+CANCEL_CHECK_S = 1.0
+ERROR_RETRY_S = 1.0
+REGISTRY_CALL_TIMEOUT_S = 2.0
+
+
+class Heartbeat:
+    """Every lease_ms/3: extend all leases and refresh the registry entry; every second: check cancel flags."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        executor: Executor,
+        *,
+        worker_id: str,
+        lease_ms: int,
+        describe: Callable[[], dict[str, Any]],
+        cancel_check_s: float = CANCEL_CHECK_S,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._executor = executor
+        self._worker_id = worker_id
+        self._lease_ms = lease_ms
+        self.interval_s = lease_ms / 3000
+        self._describe = describe
+        self._cancel_check_s = min(cancel_check_s, self.interval_s)
+
+    @property
+    def entry_ttl_ms(self) -> int:
+        """The registry entry outlives three missed heartbeats, no more."""
+        return int(self.interval_s * 3000)
+
+    async def run(self) -> None:
+        """Loop until cancelled (the service cancels it after the drain: leases need it till then)."""
+        next_beat = time.monotonic() + self.interval_s
+        while True:
+            await asyncio.sleep(max(0.0, min(self._cancel_check_s, next_beat - time.monotonic())))
+            if time.monotonic() >= next_beat:
+                ok = await self._guard("heartbeat", self.beat())
+                next_beat = time.monotonic() + (self.interval_s if ok else min(self.interval_s, ERROR_RETRY_S))
+            await self._guard("cancel check", self.check_cancels())
+
+    async def beat(self) -> None:
+        """Extend every held lease; leases another worker took are abandoned."""
+        leases = self._executor.leases()
+        if leases:
+            lost = await self._dispatcher.heartbeat(leases, self._lease_ms)
+            if lost:
+                self._executor.mark_lost(lost, {lease.job_id: lease.token for lease in leases})
+        await self.register()
+
+    async def check_cancels(self) -> None:
+        """Stop the handlers of jobs flagged cancelled."""
+        ids = self._executor.cancellable_ids()
+        if ids:
+            flagged = await self._dispatcher.cancelled(ids)
+            if flagged:
+                self._executor.cancel(flagged)
+
+    async def register(self) -> None:
+        """Write this worker's entry (expires unless refreshed) and its last-seen time."""
+        keys = self._dispatcher.keys
+        doc = orjson.dumps(self._describe())
+        async with self._dispatcher.redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.worker(self._worker_id), doc, px=self.entry_ttl_ms)
+            pipe.zadd(keys.workers, {self._worker_id: now_ms()})
+            await asyncio.wait_for(pipe.execute(), timeout=REGISTRY_CALL_TIMEOUT_S)
+
+    async def unregister(self) -> None:
+        """Remove the entry on a clean stop (best effort: it expires anyway)."""
+        keys = self._dispatcher.keys
+        try:
+            async with self._dispatcher.redis.pipeline(transaction=False) as pipe:
+                pipe.delete(keys.worker(self._worker_id))
+                pipe.zrem(keys.workers, self._worker_id)
+                await asyncio.wait_for(pipe.execute(), timeout=REGISTRY_CALL_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not remove the worker registry entry: %r", exc)
+
+    async def _guard(self, what: str, step: Coroutine[Any, Any, None]) -> bool:
+        try:
+            await step
+            return True
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("%s failed (will retry): %r", what, exc)
+            return False
+
+
+def default_worker_id() -> str:
+    """`host-pid`: unique per process, readable in the dashboard."""
+    return f"{socket.gethostname()}-{os.getpid()}"

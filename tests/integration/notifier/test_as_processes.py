@@ -1,0 +1,64 @@
+"""`python -m services.analytics` and `python -m services.notifier` as real processes, side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from shared.events import EventType
+from shared.kafka.producer import EventProducer
+from shared.settings import CommonSettings
+from tests.fixtures.cluster import Cluster
+from tests.integration.notifier.helpers import job_event
+
+
+@pytest.mark.cluster(services=("analytics", "notifier"))
+async def test_events_reach_the_audit_log_and_the_stream(cluster: Cluster) -> None:
+    settings = CommonSettings(kafka_bootstrap_servers=cluster.kafka_bootstrap, kafka_topic_prefix=cluster.topic_prefix)
+    producer = EventProducer(settings, client_id="process-test")
+    await producer.start()
+    try:
+        # Ready means the notifier holds its partitions, so nothing produced from now on is missed.
+        async with connect(f"{cluster.notifier_url}/ws", open_timeout=10) as ws:
+            await ws.send('{"type": "subscribe", "queue": "emails"}')
+            assert orjson.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "subscribed", "queue": "emails"}
+            done = job_event(EventType.COMPLETED, uuid.uuid4(), durationMs=42)
+            await producer.publish_events([done])
+
+            message = orjson.loads(await asyncio.wait_for(ws.recv(), 15))
+            assert (message["type"], message["eventId"]) == ("job_completed", str(done.event_id))
+
+            conn = await asyncpg.connect(cluster.database_url, timeout=10)
+            try:
+                stored = "SELECT count(*) FROM job_events WHERE event_id = $1"
+                for _ in range(200):
+                    if await conn.fetchval(stored, done.event_id):
+                        break
+                    await asyncio.sleep(0.1)
+                assert await conn.fetchval(stored, done.event_id) == 1
+                assert await conn.fetchval("SELECT duration_ms_sum FROM queue_minute_stats") == 42
+            finally:
+                await conn.close()
+
+            async with httpx.AsyncClient(timeout=5) as http:
+                for name in ("analytics", "notifier"):
+                    assert (await http.get(f"{cluster.url(name)}/readyz")).status_code == 200
+                metrics = (await http.get(f"{cluster.url('notifier')}/metrics")).text
+                assert 'conveyor_notifier_clients{transport="ws"} 1.0' in metrics
+
+            # A clean stop tells connected clients the service is restarting.
+            await cluster.supervisor.stop()
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(ws.recv(), 15)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1012
+    finally:
+        await producer.stop()
+    for name in ("analytics", "notifier"):
+        assert "Traceback" not in cluster.log_tail(name, 200), cluster.log_tail(name)

@@ -1,0 +1,86 @@
+"""A client that stops reading is cut off (1013) while the others keep getting every event."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import uuid
+
+import pytest
+from prometheus_client import REGISTRY
+from websockets.exceptions import ConnectionClosed
+
+from shared.events import EventType
+from shared.kafka.producer import EventProducer
+from tests.integration.notifier.conftest import NotifierFactory
+from tests.integration.notifier.helpers import client, job_event, recv, request
+
+BATCH = 100
+MAX_EVENTS = 10_000
+
+
+def pad() -> str:
+    """8 KB that permessage-deflate cannot shrink: big messages fill the socket buffers quickly."""
+    return base64.b64encode(os.urandom(6000)).decode()
+
+
+def _slow_disconnects() -> float:
+    return REGISTRY.get_sample_value("conveyor_notifier_slow_disconnects_total") or 0.0
+
+
+async def _tiny_socket(port: int) -> socket.socket:
+    """A connected socket with a small receive buffer, so a client that reads nothing stalls soon."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
+async def test_a_slow_client_is_disconnected_and_the_fast_one_gets_everything(
+    start_notifier: NotifierFactory, producer: EventProducer
+) -> None:
+    slow_before = _slow_disconnects()
+    async with start_notifier(client_buffer=32) as notifier:
+        port = notifier._settings.notifier_port
+        sock = await _tiny_socket(port)
+        async with client(notifier, sock=sock, max_queue=1) as slow, client(notifier) as fast:
+            assert await request(slow, {"type": "subscribe", "all": True}) == {"type": "subscribed", "all": True}
+            assert await request(fast, {"type": "subscribe", "queue": "bulk"}) == {
+                "type": "subscribed", "queue": "bulk"}
+
+            sent: set[str] = set()
+            seen: set[str] = set()
+
+            async def read_forever() -> None:
+                while True:
+                    seen.add((await recv(fast, 30))["eventId"])
+
+            reader = asyncio.create_task(read_forever())
+            try:
+                # Kernel socket buffers (megabytes on loopback) absorb a lot before the server's
+                # own buffer fills: keep producing until the slow client is cut off.
+                while not _slow_disconnects() > slow_before:
+                    assert len(sent) < MAX_EVENTS, "the slow client was never disconnected"
+                    batch = [job_event(EventType.STARTED, uuid.uuid4(), queue="bulk", pad=pad()) for _ in range(BATCH)]
+                    await producer.publish_events(batch)
+                    sent.update(str(e.event_id) for e in batch)
+                    await asyncio.sleep(0.2)
+                async with asyncio.timeout(60):
+                    while not seen >= sent:
+                        await asyncio.sleep(0.05)
+                        assert not reader.done(), reader
+            finally:
+                reader.cancel()
+            assert seen == sent
+
+            # The slow client now reads what had reached it, then the close frame.
+            with pytest.raises(ConnectionClosed) as info:
+                for _ in range(MAX_EVENTS + 10):
+                    await asyncio.wait_for(slow.recv(), 20)
+            assert info.value.rcvd is not None
+            assert (info.value.rcvd.code, info.value.rcvd.reason) == (1013, "too slow")
+            assert len(notifier.hub) == 1
+    assert _slow_disconnects() == slow_before + 1

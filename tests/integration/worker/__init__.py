@@ -1,0 +1,1 @@
+"""The worker against real Valkey and Tansu."""

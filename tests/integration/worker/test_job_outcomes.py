@@ -1,0 +1,185 @@
+"""Jobs pushed straight into Redis, run by an in-process worker, observed on Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+
+from shared.dispatch.protocol import Dispatcher
+from shared.events import EventType
+from tests.integration.worker.support import Env, EventTap, job, promoting, running_worker
+
+S, P, C, R, F = EventType.STARTED, EventType.PROGRESS, EventType.COMPLETED, EventType.RETRY, EventType.FAILED
+
+
+async def assert_released(dispatcher: Dispatcher, job_id: uuid.UUID) -> None:
+    """Redis forgot the job: no lease, no job hash."""
+    assert await dispatcher.leased([job_id]) == set()
+    assert await dispatcher.held([job_id]) == set()
+
+
+async def test_noop_emits_started_then_completed_and_releases_the_lease(
+    env: Env, dispatcher: Dispatcher, tap: EventTap
+) -> None:
+    settings = env.settings()
+    spec = job("noop", {"x": 1}, tenant="acme")
+    async with running_worker(settings):
+        await dispatcher.push([(spec, 0)])
+        assert await tap.wait_terminal(spec.job_id) == [(S, 1), (C, 1)]
+        started, completed = tap.of(spec.job_id)
+        for e in (started, completed):
+            assert (e.job_id, e.queue, e.job_type, e.attempt, e.schema_version) == (spec.job_id, "q", "noop", 1, 1)
+            assert e.tenant == "acme"
+        assert started.data["workerId"] == settings.worker_id
+        assert set(started.data) == {"workerId", "startedAt"}
+        assert completed.data["result"] == {}
+        assert set(completed.data) == {"result", "workerId", "startedAt", "endedAt", "durationMs"}
+        assert completed.data["startedAt"] == started.data["startedAt"]
+        assert completed.data["durationMs"] >= 0
+        assert dict(tap.headers[spec.job_id])["tenant"] == b"acme"
+        await asyncio.sleep(0.05)  # the ack follows Kafka's acknowledgement
+        await assert_released(dispatcher, spec.job_id)
+
+
+async def test_echo_and_a_custom_handler_module(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
+    settings = env.settings(worker_handler_modules="tests.integration.worker.custom_handlers")
+    echo = job("echo", {"nested": {"a": [1, 2, 3]}, "s": "é"})
+    custom = job("custom.reverse", {"text": "conveyor"})
+    async with running_worker(settings):
+        await dispatcher.push([(echo, 0), (custom, 0)])
+        await tap.wait_terminal(echo.job_id)
+        await tap.wait_terminal(custom.job_id)
+    assert tap.of(echo.job_id)[-1].data["result"] == echo.payload
+    assert tap.of(custom.job_id)[-1].data["result"] == {"reversed": "royevnoc", "worker": settings.worker_id}
+
+
+async def test_transient_failures_retry_then_succeed(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
+    spec = job("fail", {"mode": "transient", "failTimes": 2, "message": "flaky"}, max_attempts=5)
+    async with running_worker(env.settings()), promoting(dispatcher):
+        await dispatcher.push([(spec, 0)])
+        kinds = await tap.wait_terminal(spec.job_id)
+    assert kinds == [(S, 1), (R, 1), (S, 2), (R, 2), (S, 3), (C, 3)]
+    retry = next(e for e in tap.of(spec.job_id) if e.type is R)
+    assert retry.data["error"] == {"type": "transient", "message": "flaky", "retryable": True}
+    assert retry.data["delayMs"] == 10  # baseDelayMs 10, no jitter, first failure
+    assert set(retry.data) == {"error", "nextRunAt", "delayMs", "workerId", "startedAt", "endedAt"}
+    await asyncio.sleep(0.05)
+    await assert_released(dispatcher, spec.job_id)
+
+
+async def test_permanent_failure_fails_at_once(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
+    spec = job("fail", {"mode": "permanent", "message": "bad input"}, max_attempts=5)
+    async with running_worker(env.settings()), promoting(dispatcher):
+        await dispatcher.push([(spec, 0)])
+        assert await tap.wait_terminal(spec.job_id) == [(S, 1), (F, 1)]
+        await asyncio.sleep(0.3)  # no retry sneaks in afterwards
+    failed = tap.of(spec.job_id)[-1]
+    assert failed.data["reason"] == "permanent"
+    assert failed.data["error"] == {"type": "permanent", "message": "bad input", "retryable": False}
+    assert set(failed.data) == {"error", "workerId", "startedAt", "endedAt", "reason"}
+    assert tap.kinds(spec.job_id) == [(S, 1), (F, 1)]
+    await assert_released(dispatcher, spec.job_id)
+
+
+async def test_retries_exhausted(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
+    spec = job("fail", {"mode": "transient"}, max_attempts=3)
+    async with running_worker(env.settings()), promoting(dispatcher):
+        await dispatcher.push([(spec, 0)])
+        kinds = await tap.wait_terminal(spec.job_id)
+    assert kinds == [(S, 1), (R, 1), (S, 2), (R, 2), (S, 3), (F, 3)]
+    assert tap.of(spec.job_id)[-1].data["reason"] == "exhausted"
+    await assert_released(dispatcher, spec.job_id)
+
+
+async def test_unknown_job_type_fails_permanently(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
+    spec = job("no.such.type", max_attempts=5)
+    async with running_worker(env.settings()):
+        await dispatcher.push([(spec, 0)])
+        assert await tap.wait_terminal(spec.job_id) == [(S, 1), (F, 1)]
+    failed = tap.of(spec.job_id)[-1]
+    assert failed.data["reason"] == "unknown_job_type"
+    assert failed.data["error"]["type"] == "unknown_job_type" and failed.data["error"]["retryable"] is False
+
+
+async def test_timeout_retries_with_type_timeout(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
+    spec = job("sleep", {"ms": 10_000}, timeout_ms=200, max_attempts=2)
+    began = time.monotonic()
+    async with running_worker(env.settings()), promoting(dispatcher):
+        await dispatcher.push([(spec, 0)])
+        kinds = await tap.wait_terminal(spec.job_id)
+    assert kinds == [(S, 1), (R, 1), (S, 2), (F, 2)]
+    assert time.monotonic() - began < 8  # the sleeps were cut short
+    retry = next(e for e in tap.of(spec.job_id) if e.type is R)
+    assert retry.data["error"]["type"] == "timeout" and retry.data["error"]["retryable"] is True
+    assert tap.of(spec.job_id)[-1].data["reason"] == "exhausted"
+
+
+async def test_sleep_reports_progress_between_started_and_completed(
+    env: Env, dispatcher: Dispatcher, tap: EventTap
+) -> None:
+    spec = job("sleep", {"ms": 1500})
+    async with running_worker(env.settings()):
+        await dispatcher.push([(spec, 0)])
+        await tap.wait_terminal(spec.job_id)
+    events = tap.of(spec.job_id)
+    assert [e.type for e in events] == [S, P, P, C]
+    assert [round(e.data["progress"]["percent"]) for e in events if e.type is P] == [33, 67]
+    assert events[-1].data["result"] == {"sleptMs": 1500}
+    assert all(e.data["workerId"] for e in events)
+
+
+async def test_a_brand_new_queue_is_served_at_once(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
+    # The queue list refreshes only every 60 s here: the wake signal must trigger the refresh.
+    async with running_worker(env.settings(worker_queues="")) as worker:
+        first = job("noop", queue="first")
+        await dispatcher.push([(first, 0)])
+        await tap.wait_terminal(first.job_id)
+        await asyncio.sleep(1.2)  # the worker is blocked waiting for work again
+        fresh = job("noop", queue=f"fresh-{uuid.uuid4().hex[:6]}")
+        pushed = datetime.now(UTC)
+        await dispatcher.push([(fresh, 0)])
+        await tap.wait_terminal(fresh.job_id)
+        started_at = datetime.fromisoformat(tap.of(fresh.job_id)[0].data["startedAt"])
+        # Well under the 1 s wake timeout: the wake itself made the worker look for new queues.
+        assert (started_at - pushed).total_seconds() < 0.5
+        assert worker._fetcher is not None and fresh.queue in worker._fetcher.serving
+
+
+async def test_configured_queues_only(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
+    mine, other = job("noop", queue="mine"), job("noop", queue="other")
+    async with running_worker(env.settings(worker_queues="mine, spare")):
+        await dispatcher.push([(other, 0), (mine, 0)])
+        await tap.wait_terminal(mine.job_id)
+        await asyncio.sleep(0.3)
+    assert tap.of(other.job_id) == []
+    assert await dispatcher.depth("other") == 1
+
+
+async def test_concurrency_limit_and_a_burst(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
+    sleepers = [job("sleep", {"ms": 400}) for _ in range(6)]
+    noops = [job("noop", queue="burst") for _ in range(300)]
+    async with running_worker(env.settings(worker_concurrency=3)) as worker:
+        began = time.monotonic()
+        await dispatcher.push([(s, 0) for s in sleepers])
+        await asyncio.sleep(0.2)
+        assert worker.executor is not None and len(worker.executor.job_ids()) == 3
+        for s in sleepers:
+            await tap.wait_terminal(s.job_id)
+        assert time.monotonic() - began >= 0.8  # two rounds of three
+        await dispatcher.push([(n, 0) for n in noops])
+        done = {n.job_id for n in noops}
+        await tap.wait_for(lambda: done <= {e.job_id for e in tap.events if e.type is C}, 30)
+    assert await dispatcher.held(list(done)) == set()
+
+
+async def test_health_and_readiness(env: Env, dispatcher: Dispatcher) -> None:
+    settings = env.settings()
+    async with running_worker(settings), httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.worker_port}") as c:
+        assert (await c.get("/healthz")).status_code == 200
+        assert (await c.get("/readyz")).status_code == 200
+        metrics = (await c.get("/metrics")).text
+        assert "conveyor_worker_jobs_processed_total" in metrics and "conveyor_worker_in_flight_jobs" in metrics

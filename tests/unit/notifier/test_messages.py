@@ -1,0 +1,50 @@
+"""What each event becomes on the wire, and its routing."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from services.notifier.messages import JOB_MESSAGE, alert_delivery, job_delivery
+from shared.events import Envelope, EventType
+
+EXPECTED = {
+    EventType.SUBMITTED: ("job_update", "pending"),
+    EventType.DISPATCHED: ("job_update", "queued"),
+    EventType.STARTED: ("job_update", "running"),
+    EventType.PROGRESS: ("job_progress", "running"),
+    EventType.COMPLETED: ("job_completed", "completed"),
+    EventType.RETRY: ("job_retry", "retrying"),
+    EventType.FAILED: ("job_failed", "failed"),
+    EventType.CANCELLED: ("job_update", "cancelled"),
+}
+
+
+def test_every_event_type_has_a_message() -> None:
+    assert JOB_MESSAGE == EXPECTED
+
+
+@pytest.mark.parametrize("kind", list(EventType))
+def test_job_message_shape(kind: EventType) -> None:
+    env = Envelope(type=kind, job_id=uuid.uuid4(), queue="emails", job_type="send", attempt=2,
+                   occurred_at=datetime(2024, 5, 1, 10, 0, 5, 123000, tzinfo=UTC), data={"x": [1, "two"]},
+                   tenant="acme")
+    d = job_delivery(env)
+    assert orjson.loads(d.text) == {
+        "type": EXPECTED[kind][0], "jobId": str(env.job_id), "queue": "emails", "jobType": "send",
+        "status": EXPECTED[kind][1], "attempt": 2, "eventId": str(env.event_id),
+        "occurredAt": "2024-05-01T10:00:05.123000+00:00", "data": {"x": [1, "two"]},
+    }
+    assert (d.kind, d.tenant, d.job_id, d.queue) == (EXPECTED[kind][0], "acme", str(env.job_id), "emails")
+    assert (d.coalesce_key is not None) == (kind is EventType.PROGRESS)
+
+
+def test_alerts_pass_through() -> None:
+    d = alert_delivery({"rule": "failure_rate", "queue": "emails", "value": 0.5})
+    assert orjson.loads(d.text) == {"type": "alert", "alert": {"rule": "failure_rate", "queue": "emails", "value": 0.5}}
+    assert d.tenant is None and d.job_id is None and d.queue is None
+    assert alert_delivery({"tenant": "acme"}).tenant == "acme"
+    assert orjson.loads(alert_delivery([1, 2]).text) == {"type": "alert", "alert": [1, 2]}

@@ -1,0 +1,35 @@
+"""Building blocks for worker unit tests: specs and contexts without any server."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from services.worker.context import JobContext, ProgressSink
+from shared.models import JobSpec, RetryPolicy
+
+
+def make_spec(job_type: str = "noop", payload: dict[str, Any] | None = None, **extra: Any) -> JobSpec:
+    """A spec with small, deterministic retry delays unless told otherwise."""
+    extra.setdefault("retry", RetryPolicy(base_delay_ms=100, max_delay_ms=10_000, jitter=False))
+    return JobSpec(job_id=uuid.uuid4(), queue="q", job_type=job_type, payload=payload or {}, **extra)
+
+
+class ProgressLog:
+    """A progress sink that records what it was sent."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[float, str | None]] = []
+
+    async def __call__(self, percent: float, message: str | None) -> None:
+        self.reports.append((percent, message))
+
+
+def make_ctx(
+    spec: JobSpec, http: httpx.AsyncClient | None = None, sink: ProgressSink | None = None
+) -> JobContext:
+    """A context whose HTTP client never touches the network unless given a transport."""
+    client = http or httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(599)))
+    return JobContext(spec, worker_id="w-test", http=client, progress_sink=sink or ProgressLog())
