@@ -1,0 +1,36 @@
+"""The ASGI app: routes, problem handlers, body limit and metrics middleware, OpenAPI at /docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from services.api.deps import ApiDeps
+from services.api.handlers import install_exception_handlers
+from services.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from services.api.openapi import install_openapi
+from services.api.routes import batches, health, jobs
+from services.api.schemas import BatchSubmission, JobSubmission
+
+DESCRIPTION = "Submit, inspect, cancel and retry jobs. Errors are RFC 9457 problem details."
+
+
+def create_app(deps: ApiDeps) -> FastAPI:
+    """Build the app around already-open resources (the service, or a test, owns their lifecycle)."""
+    app = FastAPI(title="Conveyor", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None)
+    app.state.deps = deps
+    app.include_router(jobs.router)
+    app.include_router(batches.router)
+    health.install_health(app, deps.pool)
+    install_exception_handlers(app)
+    install_openapi(app, [JobSubmission, BatchSubmission])
+    # Added last = outermost: metrics also see the 413s the body limit answers.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=deps.settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)
+    dashboard = Path(deps.settings.dashboard_dir)
+    if (dashboard / "index.html").is_file():
+        # Mounted after the API routes, so it only sees paths they do not match.
+        app.mount("/", StaticFiles(directory=dashboard, html=True), name="dashboard")
+    return app

@@ -1,0 +1,76 @@
+"""Cancelling and manually retrying jobs (row change + outbox event in one transaction)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.api import jobs_sql as sql
+from services.api.db import transaction
+from services.api.problems import Conflict, NotFound
+from services.api.submission import submitted_data
+from shared import outbox
+from shared.events import Envelope, EventType
+from shared.models import WAITING, JobStatus
+
+_WAITING = {s.value for s in WAITING}
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """`immediate`: the job is now cancelled; otherwise it is running and its worker must stop it."""
+
+    job_id: uuid.UUID
+    immediate: bool
+
+
+async def cancel_job(pool: asyncpg.Pool, tenant: str, job_id: uuid.UUID) -> Cancelled:
+    """Cancel a waiting job at once, or mark a running one for its worker; terminal jobs are a 409."""
+    async with transaction(pool) as conn:
+        row = await conn.fetchrow(sql.LOCK_JOB, job_id, tenant)
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        status = row["status"]
+        if status in _WAITING:
+            await conn.execute(sql.CANCEL_NOW, job_id)
+            await outbox.enqueue(conn, [Envelope(
+                type=EventType.CANCELLED, job_id=job_id, queue=row["queue"], job_type=row["job_type"],
+                attempt=row["state_attempt"], tenant=tenant, data={"reason": "cancelled_by_user", "by": "api"},
+            )])
+            return Cancelled(job_id, True)
+        if status == JobStatus.RUNNING:
+            await conn.execute(sql.REQUEST_CANCEL, job_id)
+            return Cancelled(job_id, False)
+    raise Conflict(f"job {job_id} is already {status}")
+
+
+async def retry_job(
+    pool: asyncpg.Pool,
+    tenant: str,
+    job_id: uuid.UUID,
+    clear_cancel_flag: Callable[[uuid.UUID], Awaitable[None]] | None = None,
+) -> None:
+    """Move a failed or cancelled job back to pending with a fresh attempt budget."""
+    async with transaction(pool) as conn:
+        row = await conn.fetchrow(sql.RETRY_JOB, job_id, tenant)
+        if row is None:
+            status = await conn.fetchval(sql.JOB_STATUS, job_id, tenant)
+            if status is None:
+                raise NotFound(f"no job {job_id}")
+            raise Conflict(f"only failed or cancelled jobs can be retried; job {job_id} is {status}")
+        if row["previous_status"] == JobStatus.CANCELLED and clear_cancel_flag is not None:
+            # Before commit: a stale cancel flag in Redis would make a worker drop the retried job.
+            await clear_cancel_flag(job_id)
+        data = submitted_data(
+            priority=row["priority"], payload=row["payload"], max_attempts=row["max_attempts"], retry=row["retry"],
+            timeout_ms=row["timeout_ms"], run_at=None, depends_on=row["depends_on"], tags=row["tags"],
+            batch_id=row["batch_id"], callback_url=row["callback_url"],
+        )
+        data["manualRetry"] = True
+        await outbox.enqueue(conn, [Envelope(
+            type=EventType.SUBMITTED, job_id=job_id, queue=row["queue"], job_type=row["job_type"], attempt=0,
+            tenant=tenant, data=data,
+        )])

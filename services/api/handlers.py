@@ -1,0 +1,88 @@
+"""The one place errors become HTTP: every ConveyorError and framework error as RFC 9457 problems."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from services.api.problems import (
+    ApiError,
+    MalformedRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    Unauthenticated,
+    ValidationFailed,
+    problem_body,
+    problem_response,
+)
+from services.api.responses import ProblemResponse
+from services.api.validation import field_errors, is_malformed_json
+from shared.auth.resolve import AuthenticationError
+from shared.errors import ConveyorError, DispatchError, EventPublishError
+
+log = logging.getLogger(__name__)
+
+_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError, RedisError, OSError, TimeoutError,
+)
+
+
+def to_api_error(exc: Exception) -> ApiError:
+    """Map a failure to the problem it is."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, AuthenticationError):
+        return Unauthenticated(str(exc), headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, DispatchError | EventPublishError) or isinstance(exc, _UNAVAILABLE):
+        return ServiceUnavailable(
+            "a backing store did not answer in time; try again", headers={"Retry-After": "1"}
+        )
+    if isinstance(exc, ConveyorError):
+        return ApiError(str(exc))
+    return ApiError()
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    error = to_api_error(exc)
+    if error.status >= 500:
+        log.error("%s %s failed: %r", request.method, request.url.path, exc, exc_info=exc)
+    return problem_response(error, request.url.path)
+
+
+async def _request_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if is_malformed_json(errors):
+        return problem_response(MalformedRequest("the body is not valid JSON"), request.url.path)
+    problem = ValidationFailed("the request has invalid parameters", errors=field_errors(errors, strip_source=True))
+    return problem_response(problem, request.url.path)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    path = request.url.path
+    if exc.status_code == 404:
+        return problem_response(NotFound(f"no resource at {path}"), path)
+    if exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed on {path}", headers=dict(exc.headers or {}))
+        return problem_response(error, path)
+    body = problem_body(exc.status_code, "http-error", str(exc.detail), str(exc.detail), path)
+    return ProblemResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    """Register the mappings; unexpected exceptions become a 500 problem (and are logged)."""
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(ConveyorError, _api_error)
+    for kind in _UNAVAILABLE:
+        app.add_exception_handler(kind, _api_error)
+    app.add_exception_handler(Exception, _api_error)

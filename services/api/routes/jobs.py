@@ -1,0 +1,182 @@
+"""/api/v1/jobs: submit, read, list, cancel, retry, audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+
+from services.api import jobs_repo, metrics
+from services.api.control import cancel_job, retry_job
+from services.api.db import connection
+from services.api.deps import Deps, Reader, Submitter
+from services.api.jobs_repo import JobFilter
+from services.api.openapi import json_body
+from services.api.problems import FieldError, NotFound, ValidationFailed
+from services.api.redis_ops import cancel_in_redis, clear_cancel_flag
+from services.api.responses import JsonResponse
+from services.api.schemas import NAME_PATTERN, CancelResult, EventList, JobPage, JobSubmission, JobView, Submitted
+from services.api.submission import build_job
+from services.api.submit import submit_job
+from services.api.validation import parse_body
+from services.api.views import decode_cursor, encode_cursor, job_view
+from shared.events import utcnow
+from shared.models import JobStatus
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
+def parse_job_id(raw: str) -> uuid.UUID:
+    """A path id; anything that is not a UUID names no job (404, like another tenant's id)."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"no job {raw}") from None
+
+
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=Submitted,
+    summary="Submit a job",
+    openapi_extra=json_body(JobSubmission),
+    responses={200: {"description": "Idempotent replay: the job this key already names"}, 409: _PROBLEM,
+               413: _PROBLEM, 422: _PROBLEM},
+)
+async def submit(
+    request: Request,
+    deps: Deps,
+    principal: Submitter,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Validate and store a job with its `submitted` event in one transaction; 201 `{jobId, status}`."""
+    sub = await parse_body(request, JobSubmission)
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= 255:
+            raise ValidationFailed(errors=[FieldError("idempotencyKey", "must be 1-255 characters")])
+        if sub.idempotency_key is not None and sub.idempotency_key != idempotency_key:
+            raise ValidationFailed(errors=[FieldError("idempotencyKey", "differs from the Idempotency-Key header")])
+    job = build_job(
+        sub, sub.depends_on, now=utcnow(), max_payload_bytes=deps.settings.max_payload_bytes,
+        idempotency_key=idempotency_key,
+    )
+    outcome = await submit_job(deps.pool, principal.tenant, job)
+    body = {"jobId": outcome.job_id, "status": outcome.status}
+    headers = {"Location": f"/api/v1/jobs/{outcome.job_id}"}
+    if not outcome.created:
+        metrics.IDEMPOTENT_REPLAYS.inc()
+        return JsonResponse(body, status_code=200, headers={**headers, "Idempotent-Replayed": "true"})
+    deps.kick()
+    metrics.JOBS_SUBMITTED.labels("single").inc()
+    return JsonResponse(body, status_code=201, headers=headers)
+
+
+@router.get("/jobs/{job_id}", response_model=JobView, summary="A job", responses={404: _PROBLEM})
+async def get_job(job_id: str, deps: Deps, principal: Reader) -> Response:
+    """The job with its attempt history, progress, result and error."""
+    jid = parse_job_id(job_id)
+    async with connection(deps.pool) as conn:
+        row = await jobs_repo.get_job(conn, principal.tenant, jid)
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        attempts = await jobs_repo.attempts_of(conn, [jid])
+    return JsonResponse(job_view(row, attempts.get(jid, [])))
+
+
+@router.get("/jobs", response_model=JobPage, summary="List jobs, newest first", responses={422: _PROBLEM})
+async def list_jobs(
+    deps: Deps,
+    principal: Reader,
+    queue: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
+    job_type: Annotated[str | None, Query(alias="jobType", pattern=NAME_PATTERN)] = None,
+    tag: Annotated[list[str] | None, Query(description="repeat to require every tag")] = None,
+    batch_id: Annotated[uuid.UUID | None, Query(alias="batchId")] = None,
+    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
+    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="a job id, or text in the job type or queue")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """Filtered keyset pages: pass `nextCursor` back as `cursor`."""
+    after = None
+    if cursor:
+        try:
+            after = decode_cursor(cursor)
+        except ValueError:
+            raise ValidationFailed(errors=[FieldError("cursor", "not a cursor this API returned")]) from None
+    filters = JobFilter(
+        queue=queue, statuses=[s.value for s in status or []], job_type=job_type, tags=tag or [],
+        batch_id=batch_id, created_after=_aware(created_after), created_before=_aware(created_before), q=q,
+        after=after,
+    )
+    async with connection(deps.pool) as conn:
+        rows = await jobs_repo.list_jobs(conn, principal.tenant, filters, limit + 1)
+        page = rows[:limit]
+        attempts = await jobs_repo.attempts_of(conn, [r["id"] for r in page])
+    next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
+    items = [job_view(r, attempts.get(r["id"], [])) for r in page]
+    return JsonResponse({"items": items, "nextCursor": next_cursor})
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    # A time without an offset is UTC, as everywhere in Conveyor.
+    if when is not None and when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    return when
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=CancelResult,
+    summary="Cancel a job",
+    responses={202: {"description": "Running: its worker was told to stop"}, 404: _PROBLEM, 409: _PROBLEM},
+)
+async def cancel(job_id: str, deps: Deps, principal: Submitter) -> Response:
+    """Waiting jobs are cancelled at once (200); a running job's worker is told to stop it (202)."""
+    jid = parse_job_id(job_id)
+    outcome = await cancel_job(deps.pool, principal.tenant, jid)
+    await cancel_in_redis(deps.dispatcher, jid)
+    if outcome.immediate:
+        deps.kick()
+        metrics.JOBS_CANCELLED.labels("cancelled").inc()
+        return JsonResponse({"jobId": jid, "status": JobStatus.CANCELLED.value})
+    metrics.JOBS_CANCELLED.labels("requested").inc()
+    return JsonResponse({"jobId": jid, "status": JobStatus.RUNNING.value, "cancelRequested": True}, status_code=202)
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    response_model=Submitted,
+    summary="Retry a failed or cancelled job",
+    responses={404: _PROBLEM, 409: _PROBLEM},
+)
+async def retry(job_id: str, deps: Deps, principal: Submitter) -> Response:
+    """Back to pending with a fresh attempt budget; attempt numbers keep counting up."""
+    jid = parse_job_id(job_id)
+    dispatcher = deps.dispatcher
+
+    async def clear(target: uuid.UUID) -> None:
+        if dispatcher is not None:
+            await clear_cancel_flag(dispatcher, target)
+
+    await retry_job(deps.pool, principal.tenant, jid, clear)
+    deps.kick()
+    metrics.JOBS_RETRIED.inc()
+    return JsonResponse({"jobId": jid, "status": JobStatus.PENDING.value})
+
+
+@router.get("/jobs/{job_id}/events", response_model=EventList, summary="A job's audit trail", responses={404: _PROBLEM})
+async def job_events(job_id: str, deps: Deps, principal: Reader) -> Response:
+    """Every recorded event envelope of the job, oldest first."""
+    jid = parse_job_id(job_id)
+    async with connection(deps.pool) as conn:
+        if not await jobs_repo.job_exists(conn, principal.tenant, jid):
+            raise NotFound(f"no job {job_id}")
+        items = await jobs_repo.events_of(conn, jid)
+    return JsonResponse({"items": items})

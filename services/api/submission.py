@@ -1,0 +1,163 @@
+"""From a validated submission to the row to insert and the `submitted` event announcing it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from services.api.problems import FieldError, PayloadTooLarge, ValidationFailed
+from services.api.schemas import JobFields
+from shared.events import SCHEMA_VERSION, Envelope, EventType, utcnow
+from shared.models import RetryPolicy
+
+# Postgres text and jsonb cannot hold U+0000; orjson writes it as the escape \u0000 (after an even
+# number of backslashes, which would be escaped backslashes followed by plain text).
+_NUL_ESCAPE = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One job ready for INSERT: values already normalized and serialized."""
+
+    id: uuid.UUID
+    queue: str
+    job_type: str
+    priority: int
+    payload: dict[str, Any]
+    payload_json: str
+    max_attempts: int
+    retry: RetryPolicy
+    timeout_ms: int | None
+    scheduled_for: datetime | None
+    depends_on: list[uuid.UUID]
+    tags: list[str]
+    callback_url: str | None
+    idempotency_key: str | None
+    request_hash: str | None
+
+
+def request_hash(fields: JobFields, depends_on: list[uuid.UUID]) -> str:
+    """Fingerprint of what was asked (defaults applied, key excluded): same key + same hash = replay."""
+    doc = fields.model_dump(mode="json", exclude={"idempotency_key", "depends_on", "ref"})
+    doc["depends_on"] = [str(d) for d in depends_on]
+    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _serialize_payload(payload: dict[str, Any], field: str, limit: int) -> str:
+    try:
+        raw = orjson.dumps(payload)
+    except TypeError as exc:  # orjson.JSONEncodeError: integers beyond 64 bits
+        raise ValidationFailed("the payload cannot be stored", errors=[FieldError(field, str(exc))]) from exc
+    if len(raw) > limit:
+        raise PayloadTooLarge(
+            f"{field} is {len(raw)} bytes of JSON; the limit is {limit}",
+            errors=[FieldError(field, f"must be at most {limit} bytes of JSON")],
+        )
+    if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
+        raise ValidationFailed(
+            "the payload cannot be stored", errors=[FieldError(field, "strings may not contain U+0000")]
+        )
+    return raw.decode()
+
+
+def _run_at(fields: JobFields, now: datetime) -> datetime | None:
+    if fields.scheduled_for is not None:
+        when = fields.scheduled_for
+        # A time without an offset is taken as UTC: every timestamp in Conveyor is UTC.
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if fields.delay_ms:
+        return now + timedelta(milliseconds=fields.delay_ms)
+    return None
+
+
+def build_job(
+    fields: JobFields,
+    depends_on: list[uuid.UUID],
+    *,
+    now: datetime,
+    max_payload_bytes: int,
+    idempotency_key: str | None = None,
+    prefix: str = "",
+    job_id: uuid.UUID | None = None,
+) -> NewJob:
+    """Normalize one job; `prefix` names its place in a batch (`jobs[3].`) for error messages."""
+    key = idempotency_key or fields.idempotency_key
+    return NewJob(
+        id=job_id or uuid.uuid4(),
+        queue=fields.queue,
+        job_type=fields.job_type,
+        priority=fields.priority,
+        payload=fields.payload,
+        payload_json=_serialize_payload(fields.payload, f"{prefix}payload", max_payload_bytes),
+        max_attempts=fields.max_attempts,
+        retry=fields.retry,
+        timeout_ms=fields.timeout_ms,
+        scheduled_for=_run_at(fields, now),
+        depends_on=depends_on,
+        tags=fields.tags,
+        callback_url=fields.callback_url,
+        idempotency_key=key,
+        request_hash=request_hash(fields, depends_on) if key else None,
+    )
+
+
+def submitted_data(
+    *,
+    priority: int,
+    payload: dict[str, Any],
+    max_attempts: int,
+    retry: dict[str, Any],
+    timeout_ms: int | None,
+    run_at: datetime | None,
+    depends_on: list[uuid.UUID],
+    tags: list[str],
+    batch_id: uuid.UUID | None,
+    callback_url: str | None,
+) -> dict[str, Any]:
+    """The `data` of a `submitted` event (the contract every consumer reads)."""
+    return {
+        "priority": priority,
+        "payload": payload,
+        "maxAttempts": max_attempts,
+        "retry": retry,
+        "timeoutMs": timeout_ms,
+        "runAt": run_at.isoformat() if run_at else None,
+        "dependsOn": [str(d) for d in depends_on],
+        "tags": tags,
+        "batchId": str(batch_id) if batch_id else None,
+        "callbackUrl": callback_url,
+    }
+
+
+def submitted_event(job: NewJob, tenant: str, batch_id: uuid.UUID | None = None) -> Envelope:
+    """The `submitted` envelope (attempt 0) of a new job."""
+    # model_construct: every value is already validated and typed, and batches build thousands of these.
+    return Envelope.model_construct(
+        event_id=uuid.uuid4(),
+        type=EventType.SUBMITTED,
+        schema_version=SCHEMA_VERSION,
+        occurred_at=utcnow(),
+        job_id=job.id,
+        queue=job.queue,
+        job_type=job.job_type,
+        attempt=0,
+        tenant=tenant,
+        data=submitted_data(
+            priority=job.priority,
+            payload=job.payload,
+            max_attempts=job.max_attempts,
+            retry=job.retry.model_dump(by_alias=True),
+            timeout_ms=job.timeout_ms,
+            run_at=job.scheduled_for,
+            depends_on=job.depends_on,
+            tags=job.tags,
+            batch_id=batch_id,
+            callback_url=job.callback_url,
+        ),
+    )

@@ -1,0 +1,94 @@
+"""Submitting jobs: rows and their `submitted` outbox events in ONE transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.api import jobs_repo
+from services.api.batch_plan import BatchPlan
+from services.api.db import connection, transaction
+from services.api.problems import Conflict, FieldError, ValidationFailed
+from services.api.submission import NewJob, submitted_event
+from shared import outbox
+
+INSERT_BATCH = "INSERT INTO job_batches (id, tenant, total) VALUES ($1, $2, $3)"
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """A stored job: `created` is False for an idempotent replay of an earlier submission."""
+
+    job_id: uuid.UUID
+    status: str
+    created: bool
+
+
+async def submit_job(pool: asyncpg.Pool, tenant: str, job: NewJob) -> SubmitResult:
+    """Store one job and its event, or find the job its idempotency key already names."""
+    event = submitted_event(job, tenant)
+    if job.depends_on:
+        async with transaction(pool) as conn:
+            await _check_dependencies(conn, tenant, job)
+            created = await jobs_repo.insert_one(conn, tenant, job, event)
+    else:
+        async with connection(pool) as conn:
+            created = await jobs_repo.insert_one(conn, tenant, job, event)
+    if created:
+        return SubmitResult(job.id, "pending", True)
+    # ON CONFLICT skipped the row: the key was used before (perhaps by a request racing this one).
+    assert job.idempotency_key is not None
+    async with connection(pool) as conn:
+        found = await jobs_repo.find_by_idempotency_keys(conn, tenant, [job.idempotency_key])
+    existing = found.get(job.idempotency_key)
+    if existing is None or existing["request_hash"] != job.request_hash:
+        raise Conflict(
+            "this idempotency key was used for a different request",
+            errors=[FieldError("idempotencyKey", "already used with a different body")],
+        )
+    return SubmitResult(existing["id"], existing["status"], False)
+
+
+async def _check_dependencies(conn: asyncpg.Connection, tenant: str, job: NewJob) -> None:
+    found = await jobs_repo.existing_ids(conn, tenant, job.depends_on)
+    missing = [str(d) for d in job.depends_on if d not in found]
+    if missing:
+        raise ValidationFailed(
+            "dependsOn names unknown jobs", errors=[FieldError("dependsOn", f"no such job: {', '.join(missing)}")]
+        )
+
+
+async def submit_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> uuid.UUID:
+    """Store a batch: one job_batches row, every job and every event, all or nothing."""
+    batch_id = uuid.uuid4()
+    jobs = plan.jobs
+    async with transaction(pool) as conn:
+        if plan.external:
+            found = await jobs_repo.existing_ids(conn, tenant, list(plan.external))
+            errors = [
+                FieldError(f"jobs[{i}].dependsOn", f"no such job: {dep}")
+                for dep, users in plan.external.items() if dep not in found for i in users
+            ]
+            if errors:
+                errors.sort(key=lambda e: e.field)
+                raise ValidationFailed("dependsOn names unknown jobs; nothing was stored", errors=errors)
+        keyed = {j.idempotency_key: i for i, j in enumerate(jobs) if j.idempotency_key is not None}
+        if keyed:
+            used = await jobs_repo.find_by_idempotency_keys(conn, tenant, list(keyed))
+            if used:
+                raise _keys_used(keyed, set(used))
+        await conn.execute(INSERT_BATCH, batch_id, tenant, len(jobs))
+        inserted = await jobs_repo.insert_jobs(conn, tenant, batch_id, jobs)
+        if len(inserted) != len(jobs):  # a concurrent request took a key after our check
+            raise _keys_used(keyed, {j.idempotency_key for j in jobs if j.id not in inserted})
+        await outbox.enqueue(conn, [submitted_event(j, tenant, batch_id) for j in jobs])
+    return batch_id
+
+
+def _keys_used(keyed: dict[str, int], used: Collection[str | None]) -> Conflict:
+    errors = [FieldError(f"jobs[{i}].idempotencyKey", "already used by an existing job") for k, i in keyed.items()
+              if k in used]
+    return Conflict("idempotency keys of this batch are already used; nothing was stored", errors=errors)

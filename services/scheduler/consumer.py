@@ -1,0 +1,100 @@
+"""The scheduler's Kafka batch handler: dispatch submissions, project worker events, settle dependents."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import ConsumerRecord
+
+from services.scheduler import dependencies, dispatch, metrics, projection
+from services.scheduler.txn import Committer
+from shared.dispatch.protocol import now_ms
+from shared.events import Envelope, EventType
+from shared.kafka.consumer import decode_records
+
+log = logging.getLogger(__name__)
+
+GROUP = "scheduler"
+TOPICS: tuple[str, ...] = (
+    "jobs.submitted", "jobs.started", "jobs.progress", "jobs.completed", "jobs.retries", "jobs.failed",
+    "jobs.cancelled",
+)
+# Postgres refusing the data itself (bad jsonb text, out-of-range values): retrying the same
+# batch cannot succeed.
+DATA_ERRORS: tuple[type[BaseException], ...] = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# Events after which a job's blocked dependents may move.
+FINISHING: frozenset[EventType] = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+
+
+class ConsumerLag:
+    """How far behind the event stream the last batch was (the reconciler holds back when lagging)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.observed_at = 0.0
+
+    def observe(self, records: Sequence[ConsumerRecord]) -> None:
+        """Record the age of the oldest record of a batch being handled."""
+        stamps = [r.timestamp for r in records if r.timestamp and r.timestamp > 0]
+        if not stamps:
+            return
+        self.seconds = max(0.0, (now_ms() - min(stamps)) / 1000)
+        self.observed_at = time.monotonic()
+        metrics.CONSUMER_LAG.set(self.seconds)
+
+    def behind(self, threshold_s: float, recent_s: float) -> bool:
+        """Whether a batch handled in the last `recent_s` seconds was older than `threshold_s`."""
+        return self.seconds > threshold_s and time.monotonic() - self.observed_at < recent_s
+
+
+class EventHandler:
+    """Handles one consumer batch in one transaction; Redis pushes follow the commit."""
+
+    def __init__(self, committer: Committer, lag: ConsumerLag | None = None) -> None:
+        self._committer = committer
+        self.lag = lag or ConsumerLag()
+
+    async def __call__(self, records: list[ConsumerRecord]) -> None:
+        """The ConsumerLoop handler."""
+        self.lag.observe(records)
+        await self.handle(decode_records(records))
+
+    async def handle(self, envelopes: Sequence[Envelope]) -> None:
+        """Handle a batch in one transaction; a batch Postgres rejects for its data is retried event by event.
+
+        Without that, one malformed event (say a result jsonb refuses) would be retried forever
+        and stall its partitions. Connection errors are raised: the consumer loop retries them.
+        """
+        try:
+            await self._handle(envelopes)
+        except DATA_ERRORS as exc:
+            if len(envelopes) == 1:
+                log.error("skipping event %s (%s of job %s): %r", envelopes[0].event_id, envelopes[0].type,
+                          envelopes[0].job_id, exc)
+                return
+            log.warning("batch of %d rejected (%r); handling its events one by one", len(envelopes), exc)
+            for envelope in envelopes:
+                await self.handle([envelope])
+
+    async def _handle(self, envelopes: Sequence[Envelope]) -> None:
+        """Dispatch `submitted`, project the rest, then release or cancel dependents of finished jobs."""
+        submitted = sorted({e.job_id for e in envelopes if e.type is EventType.SUBMITTED})
+        projected = [e for e in envelopes if e.type in projection.PROJECTED]
+        # Every finishing event is a hint, applied or not: the API may have finished the row itself.
+        finished: set[uuid.UUID] = {e.job_id for e in envelopes if e.type in FINISHING}
+        if not submitted and not projected:
+            return
+        at = now_ms()
+        async with self._committer.transaction("consumer") as (conn, fx):
+            if submitted:
+                moved = await dispatch.dispatch_pending(conn, submitted, fx, now_ms=at)
+                finished.update(moved[dispatch.Outcome.CANCELLED])
+            if projected:
+                metrics.PROJECTION_BATCH.observe(len(projected))
+                await projection.project(conn, projected)
+            if finished:
+                await dependencies.settle(conn, finished, fx, now_ms=at)

@@ -1,0 +1,150 @@
+"""Job rows as the scheduler reads them, and what it derives from them: dispatch specs and events."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared import events
+from shared.models import JobSpec, JobStatus, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+# Everything needed to decide a dispatch and build the worker's spec.
+COLUMNS = (
+    "id, tenant, queue, job_type, status, priority, payload, max_attempts, retry, timeout_ms,"
+    " scheduled_for, depends_on, attempts, state_attempt, state_rank, created_at, updated_at,"
+    " next_run_at, started_at"
+)
+
+TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """The columns of one `jobs` row that dispatch decisions read."""
+
+    id: uuid.UUID
+    tenant: str
+    queue: str
+    job_type: str
+    status: JobStatus
+    priority: int
+    payload: Any
+    max_attempts: int
+    retry: Any
+    timeout_ms: int | None
+    scheduled_for: datetime | None
+    depends_on: tuple[uuid.UUID, ...]
+    attempts: int
+    state_attempt: int
+    state_rank: int
+    created_at: datetime
+    updated_at: datetime
+    next_run_at: datetime | None = None
+    started_at: datetime | None = None
+
+    @classmethod
+    def from_record(cls, r: Mapping[str, Any]) -> JobRow:
+        """Build from an asyncpg record selected with `COLUMNS`."""
+        return cls(
+            id=r["id"], tenant=r["tenant"], queue=r["queue"], job_type=r["job_type"],
+            status=JobStatus(r["status"]), priority=r["priority"], payload=r["payload"],
+            max_attempts=r["max_attempts"], retry=r["retry"], timeout_ms=r["timeout_ms"],
+            scheduled_for=r["scheduled_for"], depends_on=tuple(r["depends_on"] or ()),
+            attempts=r["attempts"], state_attempt=r["state_attempt"], state_rank=r["state_rank"],
+            created_at=r["created_at"], updated_at=r["updated_at"], next_run_at=r["next_run_at"],
+            started_at=r["started_at"],
+        )
+
+    @property
+    def next_attempt(self) -> int:
+        """The number the next dispatched attempt gets (attempt numbers never repeat)."""
+        return max(self.attempts, self.state_attempt) + 1
+
+
+def to_ms(moment: datetime) -> int:
+    """Epoch milliseconds (Redis run-at scores)."""
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    """The UTC datetime of epoch milliseconds."""
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A timestamp from event data: ISO text (or epoch ms); None when absent or junk."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return from_ms(int(value))
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            log.warning("ignoring unparsable timestamp %r", value)
+            return None
+    else:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _retry_policy(raw: Any, job_id: uuid.UUID) -> RetryPolicy:
+    try:
+        return RetryPolicy.model_validate(raw or {})
+    except ValidationError as exc:
+        # A bad stored policy must not poison the whole batch: fall back to the default.
+        log.warning("job %s has an invalid retry policy, using the default: %s", job_id, exc)
+        return RetryPolicy()
+
+
+def spec_for(row: JobRow, attempt: int) -> JobSpec:
+    """The Redis dispatch spec of one attempt of this row (never raises on odd stored data)."""
+    payload = row.payload if isinstance(row.payload, dict) else {"value": row.payload}
+    return JobSpec(
+        job_id=row.id, tenant=row.tenant, queue=row.queue, job_type=row.job_type, payload=payload,
+        priority=row.priority, attempt=attempt, max_attempts=row.max_attempts,
+        retry=_retry_policy(row.retry, row.id), timeout_ms=row.timeout_ms,
+        submitted_at_ms=to_ms(row.created_at),
+    )
+
+
+def event(
+    kind: events.EventType,
+    *,
+    job_id: uuid.UUID,
+    tenant: str,
+    queue: str,
+    job_type: str,
+    attempt: int,
+    data: dict[str, Any],
+) -> events.Envelope:
+    """An envelope the scheduler emits; its tenant is always the job's."""
+    return events.Envelope(
+        type=kind, job_id=job_id, tenant=tenant, queue=queue, job_type=job_type, attempt=attempt, data=data,
+    )
+
+
+def dispatched_event(row: JobRow, attempt: int) -> events.Envelope:
+    """`dispatched` for an attempt about to enter its queue's ready set."""
+    return event(
+        events.EventType.DISPATCHED, job_id=row.id, tenant=row.tenant, queue=row.queue,
+        job_type=row.job_type, attempt=attempt, data={"priority": row.priority},
+    )
+
+
+def dependency_cancelled_event(row: JobRow, attempt: int) -> events.Envelope:
+    """`cancelled` of a job whose dependency ended failed or cancelled."""
+    return event(
+        events.EventType.CANCELLED, job_id=row.id, tenant=row.tenant, queue=row.queue,
+        job_type=row.job_type, attempt=attempt, data={"reason": "dependency_failed", "by": "scheduler"},
+    )

@@ -1,0 +1,56 @@
+"""One scheduler transaction: row changes and their events commit together (outbox); Redis after."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from services.scheduler import metrics
+from services.scheduler.redis_ops import RedisSteps
+from shared import events, outbox
+from shared.models import JobSpec
+from shared.outbox import OutboxRelay
+
+
+@dataclass
+class Effects:
+    """What a transaction produced besides row changes: events (outbox) and Redis work (after commit)."""
+
+    events: list[events.Envelope] = field(default_factory=list)
+    pushes: list[tuple[JobSpec, int]] = field(default_factory=list)
+    forget: list[uuid.UUID] = field(default_factory=list)
+
+
+class Committer:
+    """Runs a unit of scheduler work in one Postgres transaction, then kicks the relay and pushes."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, relay: OutboxRelay, redis: RedisSteps, *, acquire_timeout_s: float = 10.0
+    ) -> None:
+        self.pool = pool
+        self.relay = relay
+        self.redis = redis
+        self._acquire_timeout = acquire_timeout_s
+
+    @asynccontextmanager
+    async def transaction(self, source: str) -> AsyncIterator[tuple[asyncpg.Connection, Effects]]:
+        """Yield (connection, effects); on a clean exit enqueue the events, commit, then do the Redis work.
+
+        A crash between the commit and the Redis push leaves rows that Redis lacks; the
+        reconciler finds and re-dispatches them.
+        """
+        fx = Effects()
+        async with self.pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
+            yield conn, fx
+            await outbox.enqueue(conn, fx.events)
+        if fx.events:
+            self.relay.kick()
+            dispatched = sum(1 for e in fx.events if e.type is events.EventType.DISPATCHED)
+            if dispatched:
+                metrics.DISPATCHED.labels(source).inc(dispatched)
+        await self.redis.push(fx.pushes)
+        await self.redis.forget(fx.forget)

@@ -1,0 +1,97 @@
+"""Helpers for whole-cluster tests: an API client, waiting on job states, reading the topics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from shared.events import JOB_TOPICS
+from tests.fixtures.cluster import Cluster
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+def api(cluster: Cluster) -> httpx.AsyncClient:
+    """A client of the cluster's API (the default admin principal: auth is off in tests)."""
+    return httpx.AsyncClient(base_url=f"{cluster.api_url}/api/v1", timeout=10)
+
+
+async def submit(client: httpx.AsyncClient, **job: Any) -> str:
+    """POST /jobs; returns the job id (asserting 201)."""
+    body = {"queue": "e2e", "jobType": "noop", **job}
+    r = await client.post("/jobs", json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["jobId"])
+
+
+async def wait_for(
+    client: httpx.AsyncClient, job_id: str, statuses: Iterable[str] = TERMINAL, timeout_s: float = 30
+) -> dict[str, Any]:
+    """Poll GET /jobs/{id} until its status is one of `statuses`; returns the job."""
+    wanted = set(statuses)
+    deadline = time.monotonic() + timeout_s
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        r = await client.get(f"/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        job = r.json()
+        if job["status"] in wanted:
+            return job
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {job.get('status')!r} after {timeout_s}s: {job}")
+
+
+async def wait_for_events(
+    client: httpx.AsyncClient, job_id: str, count: int, timeout_s: float = 20
+) -> list[dict[str, Any]]:
+    """Poll the audit trail until it holds at least `count` events."""
+    deadline = time.monotonic() + timeout_s
+    items: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        r = await client.get(f"/jobs/{job_id}/events")
+        assert r.status_code == 200, r.text
+        items = r.json()["items"]
+        if len(items) >= count:
+            return items
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"audit trail of {job_id} has {len(items)} events, wanted {count}: {items}")
+
+
+async def topic_events(cluster: Cluster, job_ids: set[str], until_types: set[str],
+                       timeout_s: float = 15) -> list[tuple[str, dict[str, Any]]]:
+    """Read every job topic from the start; (topic, envelope) of the given jobs, until each
+    job has an event of one of `until_types`."""
+    consumer = AIOKafkaConsumer(
+        *(cluster.topics[t] for t in JOB_TOPICS), bootstrap_servers=cluster.kafka_bootstrap,
+        group_id=None, auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    found: list[tuple[str, dict[str, Any]]] = []
+    done: set[str] = set()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while done != job_ids and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    env = orjson.loads(record.value)
+                    if env["jobId"] in job_ids:
+                        found.append((record.topic.removeprefix(cluster.topic_prefix), env))
+                        if env["type"] in until_types:
+                            done.add(env["jobId"])
+    finally:
+        await consumer.stop()
+    assert done == job_ids, f"no {until_types} event for {job_ids - done}"
+    return found
+
+
+def new_queue() -> str:
+    """A queue name no other test uses."""
+    return f"q-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,84 @@
+"""App-level behaviour: health, metrics, docs, unknown routes, the dashboard mount, the service lifecycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from deploy.local.servers import free_port
+from services.api.service import ApiService
+from tests.integration.api.conftest import Api, api_settings
+from tests.integration.api.test_outbox_kafka import consume
+
+
+async def test_health_ready_and_metrics(api: Api) -> None:
+    assert (await api.client.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    await api.submit()
+    await api.client.post("/api/v1/jobs", json={"queue": "BAD"})
+    text = (await api.client.get("/metrics")).text
+    assert "conveyor_api_jobs_submitted_total" in text
+    assert 'conveyor_api_requests_total{method="POST",route="/api/v1/jobs",status="422"}' in text
+    assert 'conveyor_api_request_duration_seconds_bucket{le="0.005",method="POST",route="/api/v1/jobs"}' in text
+
+
+async def test_not_ready_when_postgres_is_gone(api: Api) -> None:
+    await api.pool.close()
+    response = await api.client.get("/readyz")
+    assert response.status_code == 503
+
+
+async def test_unknown_routes_and_methods_are_problems(api: Api) -> None:
+    for method, path, status in (("GET", "/api/v1/nope", 404), ("GET", "/nope", 404), ("PATCH", "/api/v1/jobs", 405)):
+        response = await api.client.request(method, path)
+        assert response.status_code == status
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["instance"] == path
+
+
+async def test_openapi_documents_the_routes_and_the_bearer_scheme(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/retry", "/api/v1/jobs/{job_id}/events",
+                 "/api/v1/job-batches", "/api/v1/job-batches/{batch_id}"):
+        assert path in spec["paths"], path
+    assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    body = spec["paths"]["/api/v1/job-batches"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/BatchSubmission"}
+    assert "BatchJob" in spec["components"]["schemas"]
+    assert (await api.client.get("/docs")).status_code == 200
+
+
+async def test_dashboard_is_served_beside_the_api(api_factory: Any, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<html>conveyor dashboard</html>")
+    api: Api = await api_factory(dashboard_dir=str(tmp_path))
+    page = await api.client.get("/")
+    assert page.status_code == 200 and "conveyor dashboard" in page.text
+    missing = await api.client.get("/api/v1/nope")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert (await api.client.get("/api/v1/jobs")).status_code == 200
+
+
+async def test_service_lifecycle(
+    database_url: str, redis_url: str, kafka_bootstrap: str, redis_prefix: str, topic_prefix: str,
+    kafka_topics: dict[str, str],
+) -> None:
+    port = free_port()
+    settings = api_settings(database_url, redis_url, kafka_bootstrap, redis_prefix, topic_prefix, api_port=port)
+    service = ApiService(settings)
+    await service.stop()  # safe before start
+    await service.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            response = await client.post("/api/v1/jobs", json={"queue": "q", "jobType": "noop"})
+            assert response.status_code == 201
+        assert not service.failed.is_set()
+    finally:
+        await service.stop()
+        await service.stop()  # idempotent
+    [record] = await consume(kafka_bootstrap, kafka_topics["jobs.submitted"], 1)
+    assert record.key.decode() == response.json()["jobId"]
+    assert not service.failed.is_set()

@@ -1,0 +1,1 @@
+"""Integration tests of the scheduler on real Postgres, Valkey and Tansu."""

@@ -1,0 +1,85 @@
+"""The service shell: health routes, metrics, lifecycle, and `python -m services.scheduler`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+
+from deploy.local.servers import free_port
+from services.scheduler.service import SchedulerService
+from shared.settings import SchedulerSettings
+from tests.integration.scheduler.conftest import Harness
+from tests.integration.scheduler.support import eventually
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+async def test_health_routes_and_metrics(harness: Harness) -> None:
+    service = await harness.start()
+    job = await harness.insert()
+    await harness.submit(job)
+    await harness.wait_status(job, "queued")
+    base = f"http://127.0.0.1:{service.settings.scheduler_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+        metrics = (await client.get("/metrics")).text
+    assert 'conveyor_scheduler_dispatched_total{source="consumer"}' in metrics
+    assert "conveyor_scheduler_projection_batch_size_bucket" in metrics
+
+
+async def test_stop_is_safe_before_start_and_twice() -> None:
+    service = SchedulerService(SchedulerSettings(scheduler_port=free_port()))
+    await service.stop()
+    await service.stop()
+    assert not service.failed.is_set()
+
+
+async def test_start_fails_loudly_when_postgres_is_unreachable(harness: Harness) -> None:
+    settings = harness.settings(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/nope")
+    service = SchedulerService(settings)
+    try:
+        await asyncio.wait_for(service.start(), timeout=20)
+    except (OSError, TimeoutError):
+        pass
+    else:
+        raise AssertionError("start() succeeded without Postgres")
+    finally:
+        await service.stop()
+
+
+async def test_the_module_runs_dispatches_and_stops_on_sigterm(harness: Harness, tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_", "DATABASE_"))}
+    env.update({k.upper(): str(v) for k, v in harness.base.items()})
+    env.update({"SCHEDULER_PORT": str(port), "PYTHONPATH": str(ROOT)})
+    log = tmp_path / "scheduler.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.scheduler", env=env, cwd=str(ROOT), stdout=out, stderr=out,
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+
+            async def ready() -> int:
+                try:
+                    return (await client.get("/readyz")).status_code
+                except httpx.TransportError:
+                    return 0
+
+            await eventually(ready, lambda code: code == 200, timeout_s=30, every_s=0.1)
+        job = await harness.insert()
+        await harness.submit(job)
+        await harness.wait_status(job, "queued", timeout_s=30)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,78 @@
+"""Normalizing a submission: run time, payload limits, the idempotency fingerprint, the event."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.api.problems import PayloadTooLarge, ValidationFailed
+from services.api.schemas import JobSubmission
+from services.api.submission import build_job, request_hash, submitted_event
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def sub(**fields: object) -> JobSubmission:
+    return JobSubmission.model_validate({"queue": "q", "jobType": "t", **fields})
+
+
+def test_delay_becomes_an_absolute_run_time() -> None:
+    job = build_job(sub(delayMs=1500), [], now=NOW, max_payload_bytes=100)
+    assert job.scheduled_for == NOW + timedelta(milliseconds=1500)
+
+
+def test_naive_scheduled_for_is_utc() -> None:
+    job = build_job(sub(scheduledFor="2031-01-01T10:00:00"), [], now=NOW, max_payload_bytes=100)
+    assert job.scheduled_for == datetime(2031, 1, 1, 10, tzinfo=UTC)
+
+
+def test_offset_scheduled_for_is_converted_to_utc() -> None:
+    job = build_job(sub(scheduledFor="2031-01-01T10:00:00+02:00"), [], now=NOW, max_payload_bytes=100)
+    assert job.scheduled_for == datetime(2031, 1, 1, 8, tzinfo=UTC)
+
+
+def test_payload_limit_counts_serialized_bytes() -> None:
+    build_job(sub(payload={"a": "x" * 90}), [], now=NOW, max_payload_bytes=100)  # 98 bytes
+    with pytest.raises(PayloadTooLarge) as info:
+        build_job(sub(payload={"a": "x" * 93}), [], now=NOW, max_payload_bytes=100, prefix="jobs[2].")
+    assert [e.field for e in info.value.errors] == ["jobs[2].payload"]
+
+
+@pytest.mark.parametrize(("text", "refused"), [("a\u0000b", True), ("a\\u0000b", False), ("\\\u0000", True)])
+def test_nul_characters_are_refused_but_escaped_text_is_not(text: str, refused: bool) -> None:
+    s = sub(payload={"s": text})
+    if refused:
+        with pytest.raises(ValidationFailed):
+            build_job(s, [], now=NOW, max_payload_bytes=1000)
+    else:
+        build_job(s, [], now=NOW, max_payload_bytes=1000)
+
+
+def test_fingerprint_ignores_spelling_and_defaults_but_not_content() -> None:
+    a = sub(payload={"x": 1, "y": 2})
+    b = JobSubmission.model_validate({"queue": "q", "job_type": "t", "payload": {"y": 2, "x": 1}, "priority": 5,
+                                      "idempotencyKey": "k"})
+    c = sub(payload={"x": 1, "y": 3})
+    assert request_hash(a, []) == request_hash(b, [])
+    assert request_hash(a, []) != request_hash(c, [])
+    assert request_hash(a, []) != request_hash(a, [uuid.uuid4()])
+
+
+def test_submitted_event_carries_the_contract() -> None:
+    dep = uuid.uuid4()
+    s = sub(payload={"p": 1}, priority="low", tags=["a"], callbackUrl="https://h/x", delayMs=10)
+    job = build_job(s, [dep], now=NOW, max_payload_bytes=100)
+    batch = uuid.uuid4()
+    event = submitted_event(job, "acme", batch)
+    assert event.type == "submitted" and event.attempt == 0 and event.tenant == "acme"
+    assert event.job_id == job.id and event.queue == "q" and event.job_type == "t"
+    assert event.data == {
+        "priority": 2, "payload": {"p": 1}, "maxAttempts": 3,
+        "retry": {"strategy": "exponential", "baseDelayMs": 1000, "maxDelayMs": 300000, "factor": 2.0,
+                  "jitter": True},
+        "timeoutMs": None, "runAt": (NOW + timedelta(milliseconds=10)).isoformat(), "dependsOn": [str(dep)],
+        "tags": ["a"], "batchId": str(batch), "callbackUrl": "https://h/x",
+    }
+    assert "tenant" not in event.to_wire()
