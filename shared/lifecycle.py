@@ -9,6 +9,8 @@ import signal
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+import uvloop
+
 from shared.logs import configure_logging
 from shared.settings import CommonSettings
 from shared.telemetry import setup_tracing
@@ -78,5 +80,6 @@ def main(service_name: str, settings: S, build: Callable[[S], Service]) -> None:
     async def _run() -> int:
         return await run_service(build(settings), drain_timeout_s=settings.drain_timeout_s)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        raise SystemExit(asyncio.run(_run()))
+    # uvloop roughly halves the event loop's own cost per socket operation, which dominates here.
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        raise SystemExit(runner.run(_run()))

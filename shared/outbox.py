@@ -12,6 +12,7 @@ import asyncpg
 from shared import events
 from shared.errors import EventPublishError
 from shared.kafka.producer import EventProducer, OutgoingMessage, message_for
+from shared.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ async def enqueue(conn: asyncpg.Connection, envelopes: Sequence[events.Envelope]
     """Add events to the outbox inside the caller's transaction."""
     if not envelopes:
         return
-    messages = [message_for(e) for e in envelopes]
+    trace = inject_headers()
+    messages = [message_for(e, trace) for e in envelopes]
     await conn.execute(
         _INSERT,
         [m.topic for m in messages],
@@ -52,11 +54,13 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         sweep_interval_s: float = 1.0,
+        coalesce_s: float = 0.002,
     ) -> None:
         self._pool = pool
         self._producer = producer
         self._batch = batch_size
         self._sweep = sweep_interval_s
+        self._coalesce_s = coalesce_s
         self._kick = asyncio.Event()
         self.published = 0
 
@@ -72,6 +76,9 @@ class OutboxRelay:
                 await asyncio.wait_for(self._kick.wait(), timeout=self._sweep)
             except TimeoutError:
                 pass
+            else:
+                # Let commits that land in the next moment ride in the same publish.
+                await asyncio.sleep(self._coalesce_s)
             self._kick.clear()
             try:
                 while await self.drain_once() >= self._batch:

@@ -308,7 +308,7 @@ class KafkaBroker(_ChildServer):
     stop_grace_s = 1.0
 
     def __init__(
-        self, port: int, log_path: Path, partitions: int = 4, host: str = "127.0.0.1"
+        self, port: int, log_path: Path, partitions: int = 1, host: str = "127.0.0.1"
     ) -> None:
         super().__init__(port, host, log_path)
         self.partitions = partitions

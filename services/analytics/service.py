@@ -53,7 +53,8 @@ class AnalyticsService:
         """Connect to Postgres (fails fast if it does not answer), then serve and consume."""
         s = self._settings
         self._pool = await create_pool(
-            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max, command_timeout=s.db_command_timeout_s
+            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max, command_timeout=s.db_command_timeout_s,
+            session_reset=False,  # no session state is ever left on a connection here
         )
         self._recorder = EventRecorder(self._pool, timeout_s=s.db_command_timeout_s)
         self._http = HttpServer(health_app(self._ready), s.host, s.analytics_port)

@@ -53,7 +53,8 @@ class ApiService:
         """Open Postgres, Redis and Kafka, start the relay, then serve HTTP on `api_port`."""
         s = self.settings
         self._pool = await create_pool(
-            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max, command_timeout=s.db_command_timeout_s
+            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max, command_timeout=s.db_command_timeout_s,
+            session_reset=False,  # no session state is ever left on a connection here
         )
         self._redis = connect(s.redis_url, timeout_s=s.redis_timeout_s)
         dispatcher = Dispatcher(self._redis, s.redis_key_prefix)

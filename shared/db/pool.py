@@ -14,6 +14,11 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    # asyncpg still rolls back an open transaction before calling this.
+    return None
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -21,8 +26,12 @@ async def create_pool(
     max_size: int = 10,
     command_timeout: float = 10.0,
     connect_timeout: float = 10.0,
+    session_reset: bool = True,
 ) -> asyncpg.Pool:
-    """Open a pool; raises if Postgres does not answer within `connect_timeout`."""
+    """Open a pool; raises if Postgres does not answer within `connect_timeout`.
+
+    `session_reset=False` skips asyncpg's reset query on every release (a round trip): only for
+    callers that never leave session state (advisory locks, SET, LISTEN) on a connection."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -31,6 +40,7 @@ async def create_pool(
         timeout=connect_timeout,
         init=_init_connection,
         server_settings={"application_name": "conveyor"},
+        **({} if session_reset else {"reset": _keep_session}),
     )
     assert pool is not None
     return pool

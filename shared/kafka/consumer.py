@@ -34,6 +34,7 @@ class ConsumerLoop:
         client_id: str,
         auto_offset_reset: str = "earliest",
         max_records: int = 2000,
+        commit_interval_s: float = 0.5,
     ) -> None:
         self._settings = settings
         self._topics = [events.topic_name(settings.kafka_topic_prefix, t) for t in topics]
@@ -42,6 +43,8 @@ class ConsumerLoop:
         self._client_id = client_id
         self._reset = auto_offset_reset
         self._max_records = max_records
+        self._commit_interval_s = commit_interval_s
+        self._batch_interval_s = settings.kafka_batch_interval_ms / 1000
         self._stopping = asyncio.Event()
         self.assigned = asyncio.Event()
 
@@ -89,8 +92,14 @@ class ConsumerLoop:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         stop_wait = asyncio.ensure_future(self._stopping.wait())
+        loop = asyncio.get_running_loop()
+        # Offsets of processed batches, committed at most every commit_interval_s: a commit is a
+        # broker round trip, and handlers are idempotent, so a crash only replays a short tail.
+        pending: dict[object, int] = {}
+        last_commit = loop.time()
         try:
             while not self._stopping.is_set():
+                fetched_at = loop.time()
                 fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=1000, max_records=self._max_records))
                 await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
@@ -100,14 +109,24 @@ class ConsumerLoop:
                 batches = fetch.result()
                 if consumer.assignment():
                     self.assigned.set()
-                if not batches:
-                    continue
-                records = [r for part in batches.values() for r in part]
-                await self._handle(records)
-                if self._group_id is not None:
-                    await self._commit(consumer, {tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+                if batches:
+                    records = [r for part in batches.values() for r in part]
+                    await self._handle(records)
+                    pending.update({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+                    # Under a steady trickle every fetch returns at once with a record or two; the
+                    # broker's cost is per fetch, so wait a moment to let the next batch fill up.
+                    rest = self._batch_interval_s - (loop.time() - fetched_at)
+                    if rest > 0:
+                        await self._sleep(rest)
+                now = loop.time()
+                if pending and self._group_id is not None and now - last_commit >= self._commit_interval_s:
+                    await self._commit(consumer, pending)
+                    pending = {}
+                    last_commit = now
         finally:
             stop_wait.cancel()
+            if pending and self._group_id is not None:
+                await self._commit(consumer, pending)
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         # Retry the batch until it goes through: handlers are idempotent, and skipping would

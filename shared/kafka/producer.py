@@ -28,9 +28,10 @@ class OutgoingMessage:
     headers: Headers = field(default_factory=list)
 
 
-def message_for(envelope: events.Envelope) -> OutgoingMessage:
-    """Key by job id so one job's events stay ordered on one partition."""
-    headers = [*inject_headers(), (events.TENANT_HEADER, envelope.tenant.encode())]
+def message_for(envelope: events.Envelope, trace: Headers | None = None) -> OutgoingMessage:
+    """Key by job id so one job's events stay ordered on one partition; `trace` defaults to the
+    current context (pass it in when building many messages in one context)."""
+    headers = [*(inject_headers() if trace is None else trace), (events.TENANT_HEADER, envelope.tenant.encode())]
     return OutgoingMessage(envelope.topic, str(envelope.job_id).encode(), events.encode(envelope), headers)
 
 
@@ -111,7 +112,8 @@ class EventProducer:
 
     async def publish_events(self, envelopes: Sequence[events.Envelope]) -> None:
         """Publish envelopes to their topics."""
-        await self.publish([message_for(e) for e in envelopes])
+        trace = inject_headers()
+        await self.publish([message_for(e, trace) for e in envelopes])
 
 
 async def _quiet_stop(producer: AIOKafkaProducer) -> None:
