@@ -43,6 +43,12 @@ class RssSampler:
         self._thread.join()
 
 
+def cpu_ms_per_job(before: dict[str, float], jobs: int) -> dict[str, float]:
+    """Where the time goes: CPU milliseconds per job of each process since `before`."""
+    after = cluster.process_cpu()
+    return {name: round(1000 * (after[name] - before.get(name, 0.0)) / max(jobs, 1), 3) for name in after}
+
+
 async def run(c: cluster.Cluster, quick: bool) -> dict[str, Any]:
     scale = 0.2 if quick else 1.0
     out: dict[str, Any] = {}
@@ -57,12 +63,17 @@ async def run(c: cluster.Cluster, quick: bool) -> dict[str, Any]:
     print(f"  {out['batchedSubmissions']}", flush=True)
     await asyncio.sleep(10)
     print("end to end (batched submit -> completed) ...", flush=True)
+    before = cluster.process_cpu()
     out["endToEnd"] = await scenarios.end_to_end(c.api_url, c.api_key, total=int(30000 * scale))
+    out["endToEnd"]["cpuMsPerJob"] = cpu_ms_per_job(before, out["endToEnd"]["jobs"])
     print(f"  {out['endToEnd']}", flush=True)
+    await asyncio.sleep(5)
     print("latency at 200 jobs/s ...", flush=True)
+    before = cluster.process_cpu()
     out["latency"] = await scenarios.fixed_rate_latency(
         c.api_url, c.notifier_url, c.api_key, rate=200, seconds=20 * scale
     )
+    out["latency"]["cpuMsPerJob"] = cpu_ms_per_job(before, out["latency"]["submitted"])
     print(f"  {out['latency']}", flush=True)
     return out
 

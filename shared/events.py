@@ -80,8 +80,9 @@ class Envelope(BaseModel):
     job_type: str
     attempt: int = 0
     data: dict[str, Any] = Field(default_factory=dict)
-    # Travels as the `tenant` Kafka header, not in the documented envelope.
+    # Travel as Kafka headers (`tenant`, `traceparent`), not in the documented envelope.
     tenant: str = Field(default="default", exclude=True)
+    trace_parent: str | None = Field(default=None, exclude=True)
 
     @property
     def topic(self) -> str:
@@ -115,6 +116,15 @@ def decode(raw: bytes, tenant: str = "default") -> Envelope:
 
 
 TENANT_HEADER = "tenant"
+TRACE_HEADER = "traceparent"
+
+
+def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+    """One header's value as text, if present."""
+    for key, value in headers or ():
+        if key == name:
+            return value.decode(errors="replace")
+    return None
 
 
 def tenant_of(headers: Sequence[tuple[str, bytes]] | None) -> str:

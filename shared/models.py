@@ -92,3 +92,4 @@ class JobSpec(CamelModel):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_ms: int | None = None
     submitted_at_ms: int = 0
+    trace_parent: str | None = None

@@ -9,6 +9,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 Headers = list[tuple[str, bytes]]
 
@@ -31,6 +32,21 @@ def inject_headers() -> Headers:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return [(k, v.encode()) for k, v in carrier.items()]
+
+
+_IDS = RandomIdGenerator()
+
+
+def job_traceparent(parent: str | None = None) -> str:
+    """A W3C traceparent for a new job: a child of `parent` (a client's traceparent) when it is
+    valid, else of the current span, else the root of a new trace."""
+    ctx = trace.get_current_span().get_span_context()
+    if parent:
+        extracted = trace.get_current_span(propagate.extract({"traceparent": parent})).get_span_context()
+        if extracted.is_valid:
+            ctx = extracted
+    trace_id = ctx.trace_id if ctx.is_valid else _IDS.generate_trace_id()
+    return f"00-{trace_id:032x}-{_IDS.generate_span_id():016x}-01"
 
 
 def headers_to_dict(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:

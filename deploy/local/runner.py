@@ -141,7 +141,8 @@ class Runner:
                "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
                "KAFKA_TOPIC_PREFIX": self.config.topic_prefix}
         # Defaults a developer may override from the shell.
-        for key, value in {"WORKER_CONCURRENCY": "50", "LOG_FORMAT": "text"}.items():
+        # The printed dev key is required, as it would be in production (AUTH_REQUIRED=false opts out).
+        for key, value in {"WORKER_CONCURRENCY": "50", "LOG_FORMAT": "text", "AUTH_REQUIRED": "true"}.items():
             env[key] = os.environ.get(key, value)
         return env
 
@@ -209,7 +210,7 @@ class Runner:
         api = f"http://127.0.0.1:{p['api']}"
         return "\n".join([
             "", "Conveyor is running.",
-            f"  API        {api}/api/v1", f"  API docs   {api}/docs", f"  Dashboard  {api}/",
+            f"  API        {api}/api/v1", f"  API docs   {api}/docs",
             f"  Notifier   ws://127.0.0.1:{p['notifier']}/ws",
             f"  Postgres   {self.database_url}", f"  Redis      {self.redis_url}",
             f"  Kafka      {self.kafka_bootstrap}",

@@ -38,7 +38,8 @@ async def cancel_job(pool: asyncpg.Pool, tenant: str, job_id: uuid.UUID) -> Canc
             await conn.execute(sql.CANCEL_NOW, job_id)
             await outbox.enqueue(conn, [Envelope(
                 type=EventType.CANCELLED, job_id=job_id, queue=row["queue"], job_type=row["job_type"],
-                attempt=row["state_attempt"], tenant=tenant, data={"reason": "cancelled_by_user", "by": "api"},
+                attempt=row["state_attempt"], tenant=tenant, trace_parent=row["trace_parent"],
+                data={"reason": "cancelled_by_user", "by": "api"},
             )])
             return Cancelled(job_id, True)
         if status == JobStatus.RUNNING:
@@ -72,5 +73,5 @@ async def retry_job(
         data["manualRetry"] = True
         await outbox.enqueue(conn, [Envelope(
             type=EventType.SUBMITTED, job_id=job_id, queue=row["queue"], job_type=row["job_type"], attempt=0,
-            tenant=tenant, data=data,
+            tenant=tenant, trace_parent=row["trace_parent"], data=data,
         )])

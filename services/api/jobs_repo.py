@@ -18,7 +18,8 @@ from shared.kafka.producer import message_for
 
 
 async def insert_jobs(
-    conn: asyncpg.Connection, tenant: str, batch_id: uuid.UUID | None, jobs: Sequence[NewJob]
+    conn: asyncpg.Connection, tenant: str, batch_id: uuid.UUID | None, jobs: Sequence[NewJob],
+    trace_parent: str | None = None,
 ) -> set[uuid.UUID]:
     """Insert jobs in one statement; returns the ids stored (a job whose idempotency key exists is not)."""
     rows = await conn.fetch(
@@ -39,6 +40,7 @@ async def insert_jobs(
         [j.callback_url for j in jobs],
         [j.idempotency_key for j in jobs],
         [j.request_hash for j in jobs],
+        trace_parent,
     )
     return {r["id"] for r in rows}
 
@@ -52,6 +54,7 @@ async def insert_one(conn: asyncpg.Connection, tenant: str, job: NewJob, event: 
         job.retry.model_dump_json(by_alias=True), job.timeout_ms, job.scheduled_for, job.depends_on, job.tags,
         job.callback_url, job.idempotency_key, job.request_hash,
         message.topic, message.key.decode(), message.value, {k: v.decode() for k, v in message.headers},
+        event.trace_parent,
     )
     return outbox_id is not None
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 # arrays per job, which unnest would flatten, so they travel as JSON text and are rebuilt per row.
 INSERT_JOBS = """
 INSERT INTO jobs (id, tenant, queue, job_type, status, priority, payload, max_attempts, retry, timeout_ms,
-                  scheduled_for, depends_on, tags, callback_url, idempotency_key, request_hash, batch_id)
+                  scheduled_for, depends_on, tags, callback_url, idempotency_key, request_hash, batch_id, trace_parent)
 SELECT u.id, $1, u.queue, u.job_type, 'pending', u.priority, u.payload::jsonb, u.max_attempts, u.retry::jsonb,
        u.timeout_ms, u.scheduled_for,
        ARRAY(SELECT d::uuid FROM jsonb_array_elements_text(u.depends_on::jsonb) AS d),
        ARRAY(SELECT t FROM jsonb_array_elements_text(u.tags::jsonb) AS t),
-       u.callback_url, u.idempotency_key, u.request_hash, $2
+       u.callback_url, u.idempotency_key, u.request_hash, $2, $17
 FROM unnest($3::uuid[], $4::text[], $5::text[], $6::int2[], $7::text[], $8::int4[], $9::text[], $10::int4[],
             $11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
      AS u(id, queue, job_type, priority, payload, max_attempts, retry, timeout_ms,
@@ -26,8 +26,9 @@ RETURNING id
 SUBMIT_ONE = """
 WITH job AS (
     INSERT INTO jobs (id, tenant, queue, job_type, status, priority, payload, max_attempts, retry, timeout_ms,
-                      scheduled_for, depends_on, tags, callback_url, idempotency_key, request_hash)
-    VALUES ($1, $2, $3, $4, 'pending', $5, $6::text::jsonb, $7, $8::text::jsonb, $9, $10, $11, $12, $13, $14, $15)
+                      scheduled_for, depends_on, tags, callback_url, idempotency_key, request_hash, trace_parent)
+    VALUES ($1, $2, $3, $4, 'pending', $5, $6::text::jsonb, $7, $8::text::jsonb, $9, $10, $11, $12, $13, $14, $15,
+            $20)
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 )
@@ -58,7 +59,9 @@ FROM job_attempts WHERE job_id = ANY($1::uuid[]) ORDER BY job_id, attempt
 # The listing: $1 tenant, $2 limit; filters append their own numbered conditions.
 LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1{{where}} ORDER BY created_at DESC, id DESC LIMIT $2"
 
-LOCK_JOB = "SELECT id, status, queue, job_type, state_attempt FROM jobs WHERE id = $1 AND tenant = $2 FOR UPDATE"
+LOCK_JOB = """
+SELECT id, status, queue, job_type, state_attempt, trace_parent FROM jobs WHERE id = $1 AND tenant = $2 FOR UPDATE
+"""
 
 # state_rank 5 (cancelled) at the current state_attempt makes every in-flight event of this attempt stale.
 CANCEL_NOW = """
@@ -91,7 +94,7 @@ UPDATE jobs j SET
 FROM old
 WHERE j.id = old.id AND old.status IN ('failed', 'cancelled')
 RETURNING old.status AS previous_status, j.id, j.queue, j.job_type, j.priority, j.payload, j.max_attempts,
-          j.retry, j.timeout_ms, j.depends_on, j.tags, j.batch_id, j.callback_url
+          j.retry, j.timeout_ms, j.depends_on, j.tags, j.batch_id, j.callback_url, j.trace_parent
 """
 
 JOB_EXISTS = "SELECT 1 FROM jobs WHERE id = $1 AND tenant = $2"

@@ -15,6 +15,7 @@ from services.api.problems import FieldError, PayloadTooLarge, ValidationFailed
 from services.api.schemas import JobFields
 from shared.events import SCHEMA_VERSION, Envelope, EventType, utcnow
 from shared.models import RetryPolicy
+from shared.telemetry import job_traceparent
 
 # Postgres text and jsonb cannot hold U+0000; orjson writes it as the escape \u0000 (after an even
 # number of backslashes, which would be escaped backslashes followed by plain text).
@@ -135,8 +136,10 @@ def submitted_data(
     }
 
 
-def submitted_event(job: NewJob, tenant: str, batch_id: uuid.UUID | None = None) -> Envelope:
-    """The `submitted` envelope (attempt 0) of a new job."""
+def submitted_event(
+    job: NewJob, tenant: str, batch_id: uuid.UUID | None = None, trace_parent: str | None = None
+) -> Envelope:
+    """The `submitted` envelope (attempt 0) of a new job; it starts the job's trace unless one is given."""
     # model_construct: every value is already validated and typed, and batches build thousands of these.
     return Envelope.model_construct(
         event_id=uuid.uuid4(),
@@ -148,6 +151,7 @@ def submitted_event(job: NewJob, tenant: str, batch_id: uuid.UUID | None = None)
         job_type=job.job_type,
         attempt=0,
         tenant=tenant,
+        trace_parent=trace_parent or job_traceparent(),
         data=submitted_data(
             priority=job.priority,
             payload=job.payload,

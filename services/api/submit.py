@@ -14,6 +14,7 @@ from services.api.db import connection, transaction
 from services.api.problems import Conflict, FieldError, ValidationFailed
 from services.api.submission import NewJob, submitted_event
 from shared import outbox
+from shared.telemetry import job_traceparent
 
 INSERT_BATCH = "INSERT INTO job_batches (id, tenant, total) VALUES ($1, $2, $3)"
 
@@ -81,10 +82,11 @@ async def submit_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> uuid
             if used:
                 raise _keys_used(keyed, set(used))
         await conn.execute(INSERT_BATCH, batch_id, tenant, len(jobs))
-        inserted = await jobs_repo.insert_jobs(conn, tenant, batch_id, jobs)
+        trace = job_traceparent()  # one trace for the whole batch
+        inserted = await jobs_repo.insert_jobs(conn, tenant, batch_id, jobs, trace)
         if len(inserted) != len(jobs):  # a concurrent request took a key after our check
             raise _keys_used(keyed, {j.idempotency_key for j in jobs if j.id not in inserted})
-        await outbox.enqueue(conn, [submitted_event(j, tenant, batch_id) for j in jobs])
+        await outbox.enqueue(conn, [submitted_event(j, tenant, batch_id, trace) for j in jobs])
     return batch_id
 
 

@@ -67,7 +67,7 @@ def lost_event(lost: LostAttempt, error: dict[str, Any], started_at: Any, at_ms:
         kind = EventType.RETRY
     return event(
         kind, job_id=spec.job_id, tenant=spec.tenant, queue=spec.queue, job_type=spec.job_type,
-        attempt=spec.attempt, data=data,
+        attempt=spec.attempt, data=data, trace_parent=spec.trace_parent,
     )
 
 

@@ -57,6 +57,7 @@ class Promoter:
                 fx.events.append(event(
                     EventType.DISPATCHED, job_id=r["id"], tenant=r["tenant"], queue=r["queue"],
                     job_type=r["job_type"], attempt=spec.attempt, data={"priority": r["priority"]},
+                    trace_parent=spec.trace_parent,
                 ))
             promoted = {r["id"] for r in rows}
             unmatched = [i for i in ids if i not in promoted]

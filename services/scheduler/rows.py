@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 COLUMNS = (
     "id, tenant, queue, job_type, status, priority, payload, max_attempts, retry, timeout_ms,"
     " scheduled_for, depends_on, attempts, state_attempt, state_rank, created_at, updated_at,"
-    " next_run_at, started_at"
+    " next_run_at, started_at, trace_parent"
 )
 
 TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
@@ -49,6 +49,7 @@ class JobRow:
     updated_at: datetime
     next_run_at: datetime | None = None
     started_at: datetime | None = None
+    trace_parent: str | None = None
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> JobRow:
@@ -60,7 +61,7 @@ class JobRow:
             scheduled_for=r["scheduled_for"], depends_on=tuple(r["depends_on"] or ()),
             attempts=r["attempts"], state_attempt=r["state_attempt"], state_rank=r["state_rank"],
             created_at=r["created_at"], updated_at=r["updated_at"], next_run_at=r["next_run_at"],
-            started_at=r["started_at"],
+            started_at=r["started_at"], trace_parent=r.get("trace_parent"),
         )
 
     @property
@@ -114,7 +115,7 @@ def spec_for(row: JobRow, attempt: int) -> JobSpec:
         job_id=row.id, tenant=row.tenant, queue=row.queue, job_type=row.job_type, payload=payload,
         priority=row.priority, attempt=attempt, max_attempts=row.max_attempts,
         retry=_retry_policy(row.retry, row.id), timeout_ms=row.timeout_ms,
-        submitted_at_ms=to_ms(row.created_at),
+        submitted_at_ms=to_ms(row.created_at), trace_parent=row.trace_parent,
     )
 
 
@@ -127,10 +128,12 @@ def event(
     job_type: str,
     attempt: int,
     data: dict[str, Any],
+    trace_parent: str | None = None,
 ) -> events.Envelope:
-    """An envelope the scheduler emits; its tenant is always the job's."""
+    """An envelope the scheduler emits; its tenant is always the job's, and so is its trace."""
     return events.Envelope(
         type=kind, job_id=job_id, tenant=tenant, queue=queue, job_type=job_type, attempt=attempt, data=data,
+        trace_parent=trace_parent,
     )
 
 
@@ -138,7 +141,7 @@ def dispatched_event(row: JobRow, attempt: int) -> events.Envelope:
     """`dispatched` for an attempt about to enter its queue's ready set."""
     return event(
         events.EventType.DISPATCHED, job_id=row.id, tenant=row.tenant, queue=row.queue,
-        job_type=row.job_type, attempt=attempt, data={"priority": row.priority},
+        job_type=row.job_type, attempt=attempt, data={"priority": row.priority}, trace_parent=row.trace_parent,
     )
 
 
@@ -147,4 +150,5 @@ def dependency_cancelled_event(row: JobRow, attempt: int) -> events.Envelope:
     return event(
         events.EventType.CANCELLED, job_id=row.id, tenant=row.tenant, queue=row.queue,
         job_type=row.job_type, attempt=attempt, data={"reason": "dependency_failed", "by": "scheduler"},
+        trace_parent=row.trace_parent,
     )

@@ -17,7 +17,7 @@ def envelope(spec: JobSpec, kind: EventType, data: dict[str, Any]) -> Envelope:
     """An event of this attempt, carrying the job's tenant."""
     return Envelope(
         type=kind, job_id=spec.job_id, queue=spec.queue, job_type=spec.job_type,
-        attempt=spec.attempt, data=data, tenant=spec.tenant,
+        attempt=spec.attempt, data=data, tenant=spec.tenant, trace_parent=spec.trace_parent,
     )
 
 

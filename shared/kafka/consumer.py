@@ -160,7 +160,9 @@ def decode_records(records: Sequence[ConsumerRecord]) -> list[events.Envelope]:
     out: list[events.Envelope] = []
     for record in records:
         try:
-            out.append(events.decode(record.value, events.tenant_of(record.headers)))
+            envelope = events.decode(record.value, events.tenant_of(record.headers))
+            trace = events.header(record.headers, events.TRACE_HEADER)
+            out.append(envelope.model_copy(update={"trace_parent": trace}) if trace else envelope)
         except ValueError as exc:
             log.error("skipping undecodable record %s:%s@%s: %s", record.topic, record.partition, record.offset, exc)
     return out

@@ -31,6 +31,8 @@ class OutgoingMessage:
 def message_for(envelope: events.Envelope, trace: Headers | None = None) -> OutgoingMessage:
     """Key by job id so one job's events stay ordered on one partition; `trace` defaults to the
     current context (pass it in when building many messages in one context)."""
+    if envelope.trace_parent is not None:  # the job's own trace wins over the caller's context
+        trace = [(events.TRACE_HEADER, envelope.trace_parent.encode())]
     headers = [*(inject_headers() if trace is None else trace), (events.TENANT_HEADER, envelope.tenant.encode())]
     return OutgoingMessage(envelope.topic, str(envelope.job_id).encode(), events.encode(envelope), headers)
 

@@ -65,15 +65,15 @@ async def wait_for_events(
 
 
 async def topic_events(cluster: Cluster, job_ids: set[str], until_types: set[str],
-                       timeout_s: float = 15) -> list[tuple[str, dict[str, Any]]]:
-    """Read every job topic from the start; (topic, envelope) of the given jobs, until each
-    job has an event of one of `until_types`."""
+                       timeout_s: float = 15) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """Read every job topic from the start; (topic, envelope, headers) of the given jobs, until
+    each job has an event of one of `until_types`."""
     consumer = AIOKafkaConsumer(
         *(cluster.topics[t] for t in JOB_TOPICS), bootstrap_servers=cluster.kafka_bootstrap,
         group_id=None, auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50,
     )
     await consumer.start()
-    found: list[tuple[str, dict[str, Any]]] = []
+    found: list[tuple[str, dict[str, Any], dict[str, str]]] = []
     done: set[str] = set()
     try:
         deadline = time.monotonic() + timeout_s
@@ -83,7 +83,8 @@ async def topic_events(cluster: Cluster, job_ids: set[str], until_types: set[str
                 for record in records:
                     env = orjson.loads(record.value)
                     if env["jobId"] in job_ids:
-                        found.append((record.topic.removeprefix(cluster.topic_prefix), env))
+                        headers = {k: v.decode() for k, v in record.headers}
+                        found.append((record.topic.removeprefix(cluster.topic_prefix), env, headers))
                         if env["type"] in until_types:
                             done.add(env["jobId"])
     finally:

@@ -43,7 +43,11 @@ async def test_a_submitted_job_completes_and_everyone_hears_of_it(cluster: Clust
         assert [e["type"] for e in trail] == ["submitted", "dispatched", "started", "completed"]
 
     on_kafka = await topic_events(cluster, {job_id}, {"completed"})
-    by_topic = {topic: env for topic, env in on_kafka}
+    by_topic = {topic: env for topic, env, _ in on_kafka}
+    # One trace spans the job: every event carries a traceparent with the submission's trace id.
+    trace_ids = {headers["traceparent"].split("-")[1] for _, _, headers in on_kafka}
+    assert len(trace_ids) == 1, [h for _, _, h in on_kafka]
+    assert {headers["tenant"] for _, _, headers in on_kafka} == {"default"}
     assert set(by_topic) >= {"jobs.submitted", "jobs.dispatched", "jobs.started", "jobs.completed"}
     for topic, env in by_topic.items():
         assert set(env) == {"eventId", "type", "schemaVersion", "occurredAt", "jobId", "queue", "jobType",

@@ -72,6 +72,9 @@ def test_make_dev_runs_the_readme_and_stops_cleanly(tmp_path: Path) -> None:
 
         key = values["CONVEYOR_API_KEY"].strip("'")
         headers = {"Authorization": f"Bearer {key}"}
+        anonymous = httpx.get(f"{values['API_URL']}/api/v1/jobs", timeout=5)
+        assert anonymous.status_code == 401, anonymous.text  # make dev requires the printed key
+        assert anonymous.headers["content-type"].startswith("application/problem+json")
         deadline = time.monotonic() + 30
         while True:
             job = httpx.get(f"{values['API_URL']}/api/v1/jobs/{job_id}", headers=headers, timeout=5).json()
