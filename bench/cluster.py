@@ -112,7 +112,8 @@ def process_cpu() -> dict[str, float]:
         if not entry.name.isdigit():
             continue
         try:
-            exe = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            # exe, not cmdline: Postgres backends rewrite their process title.
+            exe = os.readlink(entry / "exe").encode()
             for name, marker in _SERVERS.items():
                 if marker in exe:
                     out[name] += _cpu_seconds(int(entry.name))

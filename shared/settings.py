@@ -32,7 +32,8 @@ class CommonSettings(BaseSettings):
     kafka_batch_interval_ms: int = 0
     # The embedded broker has no InitProducerId; enable only against real Kafka.
     kafka_enable_idempotence: bool = False
-    kafka_linger_ms: int = 2
+    # The embedded broker's cost is per produce request, not per message: let sends gather.
+    kafka_linger_ms: int = 10
 
     db_pool_min: int = 1
     db_pool_max: int = 10
@@ -64,7 +65,9 @@ class SchedulerSettings(CommonSettings):
 
     scheduler_port: int = 8010
     kafka_fetch_max_wait_ms: int = 20
-    kafka_batch_interval_ms: int = 10
+    # Each consumer batch is one transaction: batching 30 ms of events roughly halves the
+    # scheduler's and Postgres's cost per job at a few hundred jobs/s, for ≤30 ms of latency.
+    kafka_batch_interval_ms: int = 30
     promote_interval_s: float = 0.1
     lease_check_interval_s: float = 1.0
     reconcile_interval_s: float = 15.0
