@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import time
@@ -110,6 +111,8 @@ async def fixed_rate_latency(
     body = {**NOOP, "tags": [tag]}
     sent: dict[str, float] = {}
     ws_lat: list[float] = []
+    all_seen = asyncio.Event()
+    submitting = True
     ws_url = notifier_url.replace("http", "ws", 1) + "/ws" + (f"?token={key}" if key else "")
 
     async with websockets.connect(ws_url, max_queue=None) as ws:
@@ -120,6 +123,8 @@ async def fixed_rate_latency(
                 msg = json.loads(raw)
                 if msg.get("type") == "job_completed" and msg.get("jobId") in sent:
                     ws_lat.append((time.time() - _ts(msg["occurredAt"])) * 1000)  # type: ignore[operator]
+                    if not submitting and len(ws_lat) >= len(sent):
+                        all_seen.set()
 
         listener = asyncio.create_task(listen())
         async with _client(api_url, key) as client:
@@ -139,7 +144,12 @@ async def fixed_rate_latency(
                     await asyncio.sleep(delay)
                 tasks.append(asyncio.create_task(submit()))
             await asyncio.gather(*tasks)
-            await asyncio.sleep(3)  # let the tail complete
+            # Let the tail complete (past the knee the backlog drains first).
+            submitting = False
+            if len(ws_lat) >= len(sent):
+                all_seen.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_seen.wait(), 120)
             started: list[float] = []
             completed: list[float] = []
             cursor = None
