@@ -13,7 +13,7 @@ from aiokafka import ConsumerRecord
 
 from services.analytics import metrics
 from services.analytics.recorder import EventRecorder
-from shared.db.pool import create_pool
+from shared.db.pool import pool_for
 from shared.events import JOB_TOPICS
 from shared.http_server import HttpServer, health_app
 from shared.kafka.consumer import ConsumerLoop, decode_records
@@ -52,10 +52,7 @@ class AnalyticsService:
     async def start(self) -> None:
         """Connect to Postgres (fails fast if it does not answer), then serve and consume."""
         s = self._settings
-        self._pool = await create_pool(
-            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max, command_timeout=s.db_command_timeout_s,
-            session_reset=False,  # no session state is ever left on a connection here
-        )
+        self._pool = await pool_for(s, session_reset=False)  # no session state is left on a connection here
         self._recorder = EventRecorder(self._pool, timeout_s=s.db_command_timeout_s)
         self._http = HttpServer(health_app(self._ready), s.host, s.analytics_port)
         http_task = await self._http.start()

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from services.api.app import create_app
 from services.api.deps import ApiDeps
-from shared.db.pool import create_pool
+from shared.db.pool import pool_for
 from shared.dispatch.protocol import Dispatcher, connect
 from shared.errors import EventPublishError
 from shared.http_server import HttpServer
@@ -52,10 +52,7 @@ class ApiService:
     async def start(self) -> None:
         """Open Postgres, Redis and Kafka, start the relay, then serve HTTP on `api_port`."""
         s = self.settings
-        self._pool = await create_pool(
-            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max, command_timeout=s.db_command_timeout_s,
-            session_reset=False,  # no session state is ever left on a connection here
-        )
+        self._pool = await pool_for(s, session_reset=False)  # no session state is left on a connection here
         self._redis = connect(s.redis_url, timeout_s=s.redis_timeout_s)
         dispatcher = Dispatcher(self._redis, s.redis_key_prefix)
         self._producer = EventProducer(s, client_id="conveyor-api")

@@ -19,7 +19,7 @@ from services.notifier.hub import Hub
 from services.notifier.messages import Delivery, alert_delivery, job_delivery
 from services.notifier.settings import NotifierServiceSettings
 from shared import events
-from shared.db.pool import create_pool
+from shared.db.pool import pool_for
 from shared.http_server import HttpServer
 from shared.kafka.consumer import ConsumerLoop
 from shared.tasks import TaskGroupOwner
@@ -58,9 +58,7 @@ class NotifierService:
     async def start(self) -> None:
         """Connect to Postgres, then consume and serve."""
         s = self._settings
-        self._pool = await create_pool(
-            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max, command_timeout=s.db_command_timeout_s
-        )
+        self._pool = await pool_for(s)
         # No group: each replica reads every partition from the newest offset and commits nothing.
         self._consumer = ConsumerLoop(
             s,

@@ -16,7 +16,7 @@ from services.scheduler.promoter import PROMOTE_LIMIT, Promoter
 from services.scheduler.reconciler import Reconciler
 from services.scheduler.redis_ops import RedisSteps
 from services.scheduler.txn import Committer
-from shared.db.pool import create_pool
+from shared.db.pool import pool_for
 from shared.dispatch.protocol import Dispatcher, connect
 from shared.http_server import HttpServer, health_app
 from shared.kafka.consumer import ConsumerLoop
@@ -65,9 +65,7 @@ class SchedulerService:
         """Connect, then start every loop; raises if Postgres or Redis cannot be reached."""
         s = self.settings
         self._started = True
-        self._pool = await create_pool(
-            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max, command_timeout=s.db_command_timeout_s,
-        )
+        self._pool = await pool_for(s)
         self._redis = connect(s.redis_url, timeout_s=s.redis_timeout_s)
         await asyncio.wait_for(self._redis.ping(), timeout=s.redis_timeout_s)
         dispatcher = Dispatcher(self._redis, s.redis_key_prefix)

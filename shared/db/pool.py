@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from shared import jsonutil
+from shared.settings import CommonSettings
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -44,3 +45,11 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+async def pool_for(settings: CommonSettings, *, session_reset: bool = True) -> asyncpg.Pool:
+    """A pool sized and timed by a service's settings."""
+    return await create_pool(
+        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+        command_timeout=settings.db_command_timeout_s, session_reset=session_reset,
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import os
@@ -389,10 +388,6 @@ def test_the_runner_starts_restarts_and_stops_everything(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    any(importlib.util.find_spec(f"services.{n}.__main__") is None for n in SERVICE_ORDER),
-    reason="the services are not written yet",
-)
 def test_make_dev_runs_the_real_services(tmp_path: Path) -> None:
     home = tmp_path / "conveyor"
     proc, env = run_local_cluster("deploy.local", home)
