@@ -31,6 +31,7 @@ class HttpServer:
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> asyncio.Task[None]:
         """Bind and start serving; returns the serving task (owned by the caller)."""
@@ -42,8 +43,18 @@ class HttpServer:
             await asyncio.sleep(0.01)
         return self._task
 
+    async def watch(self) -> None:
+        """Run as the owner's task: returns when `stop()` ended the server, raises if it died by itself."""
+        if self._task is None:
+            raise RuntimeError("watch() before start()")
+        # Shielded: cancelling the watcher on shutdown must not cancel the server mid-stop.
+        await asyncio.shield(self._task)
+        if not self._stopping:
+            raise RuntimeError(f"the HTTP server on port {self._server.config.port} stopped by itself")
+
     async def stop(self) -> None:
         """Stop accepting, close connections, wait (bounded)."""
+        self._stopping = True
         if self._task is None:
             return
         self._server.should_exit = True

@@ -55,8 +55,8 @@ class AnalyticsService:
         self._pool = await pool_for(s, session_reset=False)  # no session state is left on a connection here
         self._recorder = EventRecorder(self._pool, timeout_s=s.db_command_timeout_s)
         self._http = HttpServer(health_app(self._ready), s.host, s.analytics_port)
-        http_task = await self._http.start()
-        self._tasks.spawn("http", self._watch_http(http_task))
+        await self._http.start()
+        self._tasks.spawn("http", self._http.watch())
         self._consumer = ConsumerLoop(
             s,
             topics=JOB_TOPICS,
@@ -112,8 +112,3 @@ class AnalyticsService:
             return False
         return True
 
-    async def _watch_http(self, task: asyncio.Task[None]) -> None:
-        # Shielded: cancelling this watcher on stop must not cancel the server mid-shutdown.
-        await asyncio.shield(task)
-        if not self._stopping:
-            raise RuntimeError("analytics health server exited unexpectedly")

@@ -64,15 +64,9 @@ class ApiService:
         self._relay.kick()  # publish whatever an earlier process left behind
         app = create_app(ApiDeps(settings=s, pool=self._pool, dispatcher=dispatcher, relay=self._relay))
         self._http = HttpServer(app, s.host, s.api_port)
-        serving = await self._http.start()
-        self._tasks.spawn("http", self._watch(serving))
+        await self._http.start()
+        self._tasks.spawn("http", self._http.watch())
         log.info("api listening on http://%s:%d", s.host, s.api_port)
-
-    async def _watch(self, serving: asyncio.Task[None]) -> None:
-        # Shielded: cancelling this watcher on stop must not cancel the server itself.
-        await asyncio.shield(serving)
-        if not self._stopping:
-            raise RuntimeError("the HTTP server stopped by itself")
 
     async def stop(self) -> None:
         """Stop taking requests, then the relay, the producer, Redis and the pool."""

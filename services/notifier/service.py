@@ -71,8 +71,8 @@ class NotifierService:
         self._tasks.spawn("consumer", self._consumer.run())
         app = build_app(self.hub, self._require_pool, s, self._ready)
         self._http = HttpServer(app, s.host, s.notifier_port)
-        http_task = await self._http.start()
-        self._tasks.spawn("http", self._watch_http(http_task))
+        await self._http.start()
+        self._tasks.spawn("http", self._http.watch())
 
     async def stop(self) -> None:
         """End every client stream (code 1012), stop consuming, then close the server and the pool."""
@@ -132,8 +132,3 @@ class NotifierService:
             return False
         return True
 
-    async def _watch_http(self, task: asyncio.Task[None]) -> None:
-        # Shielded: cancelling this watcher on stop must not cancel the server mid-shutdown.
-        await asyncio.shield(task)
-        if not self._stopping:
-            raise RuntimeError("notifier http server exited unexpectedly")

@@ -112,8 +112,8 @@ class SchedulerService:
             "reconciler", run_every("reconciler", s.reconcile_interval_s, self._stop, self.reconciler.tick)
         )
         self._http = HttpServer(health_app(self.ready), s.host, s.scheduler_port)
-        serving = await self._http.start()
-        self._tasks.spawn("http", _watch(serving))
+        await self._http.start()
+        self._tasks.spawn("http", self._http.watch())
 
     async def ready(self) -> bool:
         """Postgres and Redis both answer."""
@@ -162,7 +162,3 @@ class SchedulerService:
             except TimeoutError:
                 self._pool.terminate()
 
-
-async def _watch(task: asyncio.Task[None]) -> None:
-    # The HTTP server's own task; shielded so cancelling the watcher leaves the shutdown to HttpServer.stop.
-    await asyncio.shield(task)

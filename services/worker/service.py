@@ -91,8 +91,8 @@ class WorkerService:
             dispatcher, self._executor, worker_id=self.worker_id, lease_ms=s.lease_ms, describe=self._describe
         )
         self._server = HttpServer(health_app(self._ready), s.host, s.worker_port)
-        serving = await self._server.start()
-        self._tasks.spawn("http", _watch(serving))
+        await self._server.start()
+        self._tasks.spawn("http", self._server.watch())
         await self._heartbeat_guarded_register()
         self._tasks.spawn("heartbeat", self._heartbeat.run())
         self._fetch_task = self._tasks.spawn("fetch", self._fetcher.run())
@@ -176,7 +176,3 @@ class WorkerService:
             "pid": os.getpid(),
         }
 
-
-async def _watch(serving: asyncio.Task[None]) -> None:
-    # Shielded: cancelling the watcher at stop must not kill the server before HttpServer.stop().
-    await asyncio.shield(serving)
