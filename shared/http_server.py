@@ -11,6 +11,8 @@ import uvicorn
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.telemetry import FASTAPI_TELEMETRY
+
 Readiness = Callable[[], Awaitable[bool]]
 
 
@@ -88,6 +90,6 @@ def add_health_routes(app: FastAPI, ready: Readiness) -> None:
 
 def health_app(ready: Readiness) -> FastAPI:
     """A bare app with only the health routes (scheduler, worker, analytics)."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, telemetry=FASTAPI_TELEMETRY)
     add_health_routes(app, ready)
     return app

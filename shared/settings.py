@@ -57,6 +57,9 @@ class ApiSettings(CommonSettings):
     outbox_batch_size: int = 500
     outbox_sweep_interval_s: float = 1.0
     auth_required: bool = False
+    # The outbox relay already gathers what committed together; a long linger would only add
+    # its length to every submission's latency.
+    kafka_linger_ms: int = 2
     dashboard_dir: str = "dashboard/dist"
 
 
@@ -68,6 +71,9 @@ class SchedulerSettings(CommonSettings):
     # Each consumer batch is one transaction: batching 30 ms of events roughly halves the
     # scheduler's and Postgres's cost per job at a few hundred jobs/s, for ≤30 ms of latency.
     kafka_batch_interval_ms: int = 30
+    # Worker events are fetched at most this often: fewer, fuller fetches and transactions,
+    # for at most this much delay on status reads and on releasing dependents.
+    projection_interval_ms: int = 200
     promote_interval_s: float = 0.1
     lease_check_interval_s: float = 1.0
     reconcile_interval_s: float = 15.0
@@ -86,6 +92,10 @@ class WorkerSettings(CommonSettings):
     lease_ms: int = 30_000
     default_timeout_ms: int = 300_000
     queue_refresh_interval_s: float = 1.0
+    # Worker events are on no one's wait path (a row's times come from the event payload), and
+    # the embedded broker stores one batch per produce request and topic and rescans them all on
+    # every fetch: gather longer.
+    kafka_linger_ms: int = 25
 
 
 class AnalyticsSettings(CommonSettings):
@@ -94,15 +104,15 @@ class AnalyticsSettings(CommonSettings):
     analytics_port: int = 8030
     # The audit log is not on the dispatch path: longer fetch waits mean fewer, larger batches.
     kafka_fetch_max_wait_ms: int = 250
-    kafka_batch_interval_ms: int = 200
+    kafka_batch_interval_ms: int = 500
 
 
 class NotifierSettings(CommonSettings):
     """WebSocket fan-out."""
 
     notifier_port: int = 8001
-    # The embedded broker spends ~2 ms of CPU per fetch whether or not data arrived, so every
+    # The embedded broker's cost is per fetch and grows with the batches it stores, so every
     # consumer's fetch rate is a cost; 100 ms keeps dashboards live (≈50 ms added on average).
     kafka_fetch_max_wait_ms: int = 100
-    kafka_batch_interval_ms: int = 50
+    kafka_batch_interval_ms: int = 100
     client_buffer: int = 1000

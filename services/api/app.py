@@ -13,13 +13,17 @@ from services.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from services.api.openapi import install_openapi
 from services.api.routes import batches, health, jobs
 from services.api.schemas import BatchSubmission, JobSubmission
+from shared.telemetry import FASTAPI_TELEMETRY
 
 DESCRIPTION = "Submit, inspect, cancel and retry jobs. Errors are RFC 9457 problem details."
 
 
 def create_app(deps: ApiDeps) -> FastAPI:
     """Build the app around already-open resources (the service, or a test, owns their lifecycle)."""
-    app = FastAPI(title="Conveyor", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="Conveyor", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None,
+        telemetry=FASTAPI_TELEMETRY,
+    )
     app.state.deps = deps
     app.include_router(jobs.router)
     app.include_router(batches.router)

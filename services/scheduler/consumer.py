@@ -23,6 +23,9 @@ TOPICS: tuple[str, ...] = (
     "jobs.submitted", "jobs.started", "jobs.progress", "jobs.completed", "jobs.retries", "jobs.failed",
     "jobs.cancelled",
 )
+# Worker events only update rows and release dependents: fetched less often than submissions,
+# which a client is waiting on.
+PROJECTED_TOPICS: tuple[str, ...] = ("jobs.started", "jobs.progress", "jobs.completed", "jobs.retries", "jobs.failed")
 # Postgres refusing the data itself (bad jsonb text, out-of-range values): retrying the same
 # batch cannot succeed.
 DATA_ERRORS: tuple[type[BaseException], ...] = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)

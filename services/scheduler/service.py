@@ -9,7 +9,7 @@ import logging
 import asyncpg
 from redis.asyncio import Redis
 
-from services.scheduler.consumer import GROUP, TOPICS, ConsumerLag, EventHandler
+from services.scheduler.consumer import GROUP, PROJECTED_TOPICS, TOPICS, ConsumerLag, EventHandler
 from services.scheduler.leases import LeaseRequeuer
 from services.scheduler.loops import TRANSIENT, run_every
 from services.scheduler.promoter import PROMOTE_LIMIT, Promoter
@@ -81,6 +81,7 @@ class SchedulerService:
         self._consumer = ConsumerLoop(
             s, topics=TOPICS, group_id=f"{s.kafka_topic_prefix}{GROUP}", handler=self.handler,
             client_id="scheduler", auto_offset_reset="earliest",
+            slow_topics=PROJECTED_TOPICS, slow_interval_ms=s.projection_interval_ms,
         )
         promoter = Promoter(committer, dispatcher)
         requeuer = LeaseRequeuer(committer, dispatcher)

@@ -6,10 +6,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared import events
+from shared.kafka.pacing import FetchPacer
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class ConsumerLoop:
         auto_offset_reset: str = "earliest",
         max_records: int = 2000,
         commit_interval_s: float = 0.5,
+        slow_topics: Sequence[str] = (),
+        slow_interval_ms: int = 0,
     ) -> None:
         self._settings = settings
         self._topics = [events.topic_name(settings.kafka_topic_prefix, t) for t in topics]
@@ -45,6 +48,11 @@ class ConsumerLoop:
         self._max_records = max_records
         self._commit_interval_s = commit_interval_s
         self._batch_interval_s = settings.kafka_batch_interval_ms / 1000
+        self._pacer = FetchPacer(
+            self._batch_interval_s,
+            [events.topic_name(settings.kafka_topic_prefix, t) for t in slow_topics],
+            slow_interval_ms / 1000,
+        )
         self._stopping = asyncio.Event()
         self.assigned = asyncio.Event()
 
@@ -100,7 +108,8 @@ class ConsumerLoop:
         try:
             while not self._stopping.is_set():
                 fetched_at = loop.time()
-                fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=1000, max_records=self._max_records))
+                self._pacer.resume_due(consumer, fetched_at)
+                fetch = asyncio.ensure_future(self._getmany(consumer, fetched_at))
                 await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
                     fetch.cancel()
@@ -127,6 +136,16 @@ class ConsumerLoop:
             stop_wait.cancel()
             if pending and self._group_id is not None:
                 await self._commit(consumer, pending)
+
+    async def _getmany(self, consumer: AIOKafkaConsumer, now: float) -> dict[TopicPartition, list[ConsumerRecord]]:
+        timeout_ms = self._pacer.wait_ms(consumer, now, 1000)
+        batches: dict[TopicPartition, list[ConsumerRecord]] = await consumer.getmany(
+            timeout_ms=timeout_ms, max_records=self._max_records
+        )
+        if batches:
+            # Before this task yields: aiokafka would otherwise prefetch at once (see pacing).
+            self._pacer.after_batch(consumer)
+        return batches
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         # Retry the batch until it goes through: handlers are idempotent, and skipping would

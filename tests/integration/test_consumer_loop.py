@@ -1,0 +1,62 @@
+"""ConsumerLoop against the embedded broker: paced fetches lose nothing and slow topics wait."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from shared.kafka.consumer import ConsumerLoop
+from shared.settings import CommonSettings
+
+FAST, SLOW = "jobs.submitted", "jobs.completed"
+
+
+async def test_paced_loop_delivers_every_record_and_fetches_slow_topics_less_often(
+    kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str]
+) -> None:
+    settings = CommonSettings(
+        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=topic_prefix,
+        kafka_batch_interval_ms=20, kafka_fetch_max_wait_ms=20,
+    )
+    batches: list[list[ConsumerRecord]] = []
+
+    async def handler(records: list[ConsumerRecord]) -> None:
+        batches.append(records)
+
+    loop = ConsumerLoop(
+        settings, topics=[FAST, SLOW], group_id=f"{topic_prefix}pacing", handler=handler,
+        client_id="pacing-test", slow_topics=[SLOW], slow_interval_ms=400,
+    )
+    task = asyncio.create_task(loop.run())
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        await asyncio.wait_for(loop.assigned.wait(), 20)
+        sent = 0
+        started = asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - started < 2.0:
+            for logical in (FAST, SLOW):
+                await producer.send_and_wait(kafka_topics[logical], str(sent).encode())
+            sent += 1
+            await asyncio.sleep(0.01)
+
+        def received(logical: str) -> list[int]:
+            return [int(r.value) for b in batches for r in b if r.topic == kafka_topics[logical]]
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(received(FAST)) < sent or len(received(SLOW)) < sent:
+            assert asyncio.get_running_loop().time() < deadline, (len(received(FAST)), len(received(SLOW)), sent)
+            await asyncio.sleep(0.05)
+    finally:
+        loop.stop()
+        await asyncio.wait_for(task, 15)
+        await producer.stop()
+
+    assert received(FAST) == list(range(sent)), "every fast record once, in order"
+    assert received(SLOW) == list(range(sent)), "every slow record once, in order"
+    with_slow = sum(1 for b in batches if any(r.topic == kafka_topics[SLOW] for r in b))
+    with_fast = sum(1 for b in batches if any(r.topic == kafka_topics[FAST] for r in b))
+    # ~2.2 s of records: the slow topic is fetched at most every 0.4 s, the fast one far more often.
+    assert with_slow <= 8, with_slow
+    assert with_fast >= 2 * with_slow, (with_fast, with_slow)
