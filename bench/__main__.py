@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -49,7 +50,8 @@ def cpu_ms_per_job(before: dict[str, float], jobs: int) -> dict[str, float]:
     return {name: round(1000 * (after[name] - before.get(name, 0.0)) / max(jobs, 1), 3) for name in after}
 
 
-async def run(c: cluster.Cluster, quick: bool) -> dict[str, Any]:
+async def throughput(c: cluster.Cluster, quick: bool) -> dict[str, Any]:
+    """Submission rates and end-to-end jobs/s with batched submission."""
     scale = 0.2 if quick else 1.0
     out: dict[str, Any] = {}
     print("warming up ...", flush=True)
@@ -67,30 +69,55 @@ async def run(c: cluster.Cluster, quick: bool) -> dict[str, Any]:
     out["endToEnd"] = await scenarios.end_to_end(c.api_url, c.api_key, total=int(30000 * scale))
     out["endToEnd"]["cpuMsPerJob"] = cpu_ms_per_job(before, out["endToEnd"]["jobs"])
     print(f"  {out['endToEnd']}", flush=True)
-    # The target rate last: beyond the knee the backlog takes a while to drain.
-    for rate, key in ((100, "latencyAt100"), (150, "latencyAt150"), (200, "latency")):
-        await asyncio.sleep(5)
-        print(f"latency at {rate} jobs/s ...", flush=True)
-        before = cluster.process_cpu()
-        out[key] = await scenarios.fixed_rate_latency(
-            c.api_url, c.notifier_url, c.api_key, rate=rate, seconds=20 * scale
-        )
-        out[key]["cpuMsPerJob"] = cpu_ms_per_job(before, out[key]["submitted"])
-        print(f"  {out[key]}", flush=True)
     return out
+
+
+async def latency(c: cluster.Cluster, rate: int, quick: bool) -> dict[str, Any]:
+    """Single submissions at a fixed rate: latency and CPU per job."""
+    await scenarios.end_to_end(c.api_url, c.api_key, total=500)  # warm up connections and caches
+    await asyncio.sleep(3)
+    print(f"latency at {rate} jobs/s ...", flush=True)
+    before = cluster.process_cpu()
+    out = await scenarios.fixed_rate_latency(c.api_url, c.notifier_url, c.api_key, rate=rate,
+                                             seconds=20 * (0.5 if quick else 1.0))
+    out["cpuMsPerJob"] = cpu_ms_per_job(before, out["submitted"])
+    print(f"  {out}", flush=True)
+    return out
+
+
+LATENCY_RATES = ((100, "latencyAt100"), (150, "latencyAt150"), (200, "latency"))
+
+
+def run_all(quick: bool) -> dict[str, Any]:
+    """Every scenario; each latency rate on a cluster of its own, started empty."""
+    given = cluster.external()
+    if given is not None:
+        figures = asyncio.run(throughput(given, quick))
+        for rate, key in LATENCY_RATES:
+            figures[key] = asyncio.run(latency(given, rate, quick))
+        return figures
+    home = Path(tempfile.gettempdir()) / "conveyor-bench"
+    figures = {}
+    for phase in ("throughput", *(key for _, key in LATENCY_RATES)):
+        c = cluster.start(home)
+        try:
+            time.sleep(1)
+            if phase == "throughput":
+                figures.update(asyncio.run(throughput(c, quick)))
+            else:
+                rate = next(r for r, key in LATENCY_RATES if key == phase)
+                figures[phase] = asyncio.run(latency(c, rate, quick))
+        finally:
+            c.stop()
+    return figures
 
 
 def main() -> None:
     quick = "--quick" in sys.argv
     RESULTS.mkdir(exist_ok=True)
-    c = cluster.start()
-    try:
-        with RssSampler() as rss:
-            time.sleep(1)
-            figures = asyncio.run(run(c, quick))
-        figures["peakRssMb"] = rss.peak
-    finally:
-        c.stop()
+    with RssSampler() as rss:
+        figures = run_all(quick)
+    figures["peakRssMb"] = rss.peak
     report = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

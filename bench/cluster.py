@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV_FILE = ROOT / ".conveyor" / "env"
 
 
 @dataclass
@@ -45,27 +44,40 @@ def read_env(path: Path) -> dict[str, str]:
     return out
 
 
-def start(timeout_s: float = 180.0) -> Cluster:
-    """Use API_URL if set, else start `python -m deploy.local` and wait for `.conveyor/env`."""
-    if os.environ.get("API_URL"):
-        return Cluster(
-            os.environ["API_URL"],
-            os.environ.get("NOTIFIER_URL", "http://127.0.0.1:8001"),
-            os.environ.get("CONVEYOR_API_KEY", ""),
-        )
-    ENV_FILE.unlink(missing_ok=True)
-    log = open(ROOT / "bench" / "results" / "cluster.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "deploy.local"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+def external() -> Cluster | None:
+    """The cluster at API_URL, when the caller points the bench at one."""
+    if not os.environ.get("API_URL"):
+        return None
+    return Cluster(
+        os.environ["API_URL"],
+        os.environ.get("NOTIFIER_URL", "http://127.0.0.1:8001"),
+        os.environ.get("CONVEYOR_API_KEY", ""),
+    )
+
+
+def start(home: Path, timeout_s: float = 180.0) -> Cluster:
+    """A fresh local cluster (`python -m deploy.local`) whose data lives in `home`, wiped first.
+
+    The bench keeps its own data folder so a developer's `make dev` data is never touched, and
+    every cluster starts empty: the embedded broker's fetches cost more the more it stores.
+    """
+    env = {**os.environ, "CONVEYOR_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "deploy.local", "clean"], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120)
+    env_file = home / "env"
+    log = open(ROOT / "bench" / "results" / "cluster.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "deploy.local"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout_s
-    while not ENV_FILE.exists():
+    while not env_file.exists():
         if proc.poll() is not None:
             raise RuntimeError(f"deploy.local exited with {proc.returncode}; see bench/results/cluster.log")
         if time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError("cluster did not become ready in time; see bench/results/cluster.log")
         time.sleep(0.2)
-    env = read_env(ENV_FILE)
-    return Cluster(env["API_URL"], env["NOTIFIER_URL"], env.get("CONVEYOR_API_KEY", ""), proc)
+    values = read_env(env_file)
+    return Cluster(values["API_URL"], values["NOTIFIER_URL"], values.get("CONVEYOR_API_KEY", ""), proc)
 
 
 def service_pids() -> dict[str, int]:

@@ -7,6 +7,13 @@ import asyncpg
 from shared import jsonutil
 from shared.settings import CommonSettings
 
+# Batched statements join an array of ids against jobs (UPDATE ... FROM unnest(...)). With the
+# default random_page_cost of 4 the planner prices a thousand primary-key lookups above one scan
+# of the whole table, and picks the scan: every batch then costs O(table) and the system slows as
+# history accumulates. 1.1 is the usual value for SSDs and page-cached data; it keeps those joins
+# on the index (measured: a 2,000-row projection at 20k rows 10 -> 7 ms, growing with the table).
+SERVER_SETTINGS = {"application_name": "conveyor", "random_page_cost": "1.1"}
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
@@ -40,7 +47,7 @@ async def create_pool(
         command_timeout=command_timeout,
         timeout=connect_timeout,
         init=_init_connection,
-        server_settings={"application_name": "conveyor"},
+        server_settings=SERVER_SETTINGS,
         **({} if session_reset else {"reset": _keep_session}),
     )
     assert pool is not None
