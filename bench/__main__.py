@@ -63,7 +63,7 @@ async def throughput(c: cluster.Cluster, quick: bool) -> dict[str, Any]:
     print("batched submissions ...", flush=True)
     out["batchedSubmissions"] = await scenarios.batched_submissions(c.api_url, c.api_key, total=int(20000 * scale))
     print(f"  {out['batchedSubmissions']}", flush=True)
-    await asyncio.sleep(10)
+    await asyncio.sleep(5)
     print("end to end (batched submit -> completed) ...", flush=True)
     before = cluster.process_cpu()
     out["endToEnd"] = await scenarios.end_to_end(c.api_url, c.api_key, total=int(30000 * scale))

@@ -89,11 +89,13 @@ async def _submit_batches(client: aiohttp.ClientSession, total: int, batch: int,
 
 
 async def batched_submissions(api_url: str, key: str, total: int, batch: int = 500) -> dict[str, Any]:
-    """POST /job-batches of `batch` no-op jobs until `total` are accepted."""
+    """POST /job-batches of `batch` no-op jobs until `total` are accepted; then waits for them to
+    finish (untimed), so the next scenario does not start behind a backlog."""
     async with _client(api_url, key) as client:
         start = time.perf_counter()
-        await _submit_batches(client, total, batch, concurrency=4)
+        batch_ids = await _submit_batches(client, total, batch, concurrency=4)
         elapsed = time.perf_counter() - start
+        await _wait_batches(client, batch_ids, time.perf_counter() + 300)
     return {"submitted": total, "batchSize": batch, "seconds": round(elapsed, 2),
             "perSecond": round(total / elapsed)}
 
@@ -104,21 +106,26 @@ async def end_to_end(api_url: str, key: str, total: int, batch: int = 500, timeo
         start = time.perf_counter()
         batch_ids = await _submit_batches(client, total, batch, concurrency=2)
         submitted_at = time.perf_counter()
-        # Jobs run in submission order, so only the oldest unfinished batch is polled: each poll
-        # counts a batch's rows in Postgres, and polling them all would load the server measured.
-        waiting = list(batch_ids)
-        finished = dict.fromkeys(batch_ids, 0)
-        while waiting and time.perf_counter() - start < timeout_s:
-            counts = (await _get(client, f"/api/v1/job-batches/{waiting[0]}"))["counts"]
-            finished[waiting[0]] = counts["completed"]
-            if counts["completed"] + counts["failed"] + counts["cancelled"] >= counts["total"]:
-                waiting.pop(0)
-            else:
-                await asyncio.sleep(0.1)
-        done = sum(finished.values())
+        done = await _wait_batches(client, batch_ids, start + timeout_s)
         elapsed = time.perf_counter() - start
     return {"jobs": total, "completed": done, "submitSeconds": round(submitted_at - start, 2),
             "seconds": round(elapsed, 2), "jobsPerSecond": round(done / elapsed)}
+
+
+async def _wait_batches(client: aiohttp.ClientSession, batch_ids: list[str], deadline: float) -> int:
+    """Until every batch has finished or `deadline` (perf_counter) passed; returns jobs completed."""
+    # Jobs run in submission order, so only the oldest unfinished batch is polled: each poll
+    # counts a batch's rows in Postgres, and polling them all would load the server measured.
+    waiting = list(batch_ids)
+    finished = dict.fromkeys(batch_ids, 0)
+    while waiting and time.perf_counter() < deadline:
+        counts = (await _get(client, f"/api/v1/job-batches/{waiting[0]}"))["counts"]
+        finished[waiting[0]] = counts["completed"]
+        if counts["completed"] + counts["failed"] + counts["cancelled"] >= counts["total"]:
+            waiting.pop(0)
+        else:
+            await asyncio.sleep(0.1)
+    return sum(finished.values())
 
 
 def _ts(value: str | None) -> float | None:
