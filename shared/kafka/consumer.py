@@ -124,8 +124,9 @@ class ConsumerLoop:
                     pending.update({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
                     # Under a steady trickle every fetch returns at once with a record or two; the
                     # broker's cost is per fetch, so wait a moment to let the next batch fill up.
+                    # A full batch means a backlog: waiting would only cap the throughput.
                     rest = self._batch_interval_s - (loop.time() - fetched_at)
-                    if rest > 0:
+                    if rest > 0 and len(records) < self._max_records:
                         await self._sleep(rest)
                 now = loop.time()
                 if pending and self._group_id is not None and now - last_commit >= self._commit_interval_s:
@@ -142,8 +143,9 @@ class ConsumerLoop:
         batches: dict[TopicPartition, list[ConsumerRecord]] = await consumer.getmany(
             timeout_ms=timeout_ms, max_records=self._max_records
         )
-        if batches:
+        if batches and sum(len(records) for records in batches.values()) < self._max_records:
             # Before this task yields: aiokafka would otherwise prefetch at once (see pacing).
+            # A full batch is not paced: there is more to read right away.
             self._pacer.after_batch(consumer)
         return batches
 

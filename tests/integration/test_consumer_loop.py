@@ -60,3 +60,38 @@ async def test_paced_loop_delivers_every_record_and_fetches_slow_topics_less_oft
     # ~2.2 s of records: the slow topic is fetched at most every 0.4 s, the fast one far more often.
     assert with_slow <= 8, with_slow
     assert with_fast >= 2 * with_slow, (with_fast, with_slow)
+
+
+async def test_a_backlog_is_read_without_waiting_between_full_batches(
+    kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str]
+) -> None:
+    # 300 records in batches of at most 10 with a 1 s batch interval: paced, that is 30 s.
+    settings = CommonSettings(
+        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=topic_prefix,
+        kafka_batch_interval_ms=1000, kafka_fetch_max_wait_ms=20,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        await asyncio.gather(*(producer.send_and_wait(kafka_topics[FAST], str(i).encode()) for i in range(300)))
+    finally:
+        await producer.stop()
+    got: list[int] = []
+    all_read = asyncio.Event()
+
+    async def handler(records: list[ConsumerRecord]) -> None:
+        got.extend(int(r.value) for r in records)
+        if len(got) >= 300:
+            all_read.set()
+
+    loop = ConsumerLoop(
+        settings, topics=[FAST], group_id=f"{topic_prefix}backlog", handler=handler, client_id="backlog-test",
+        max_records=10, slow_topics=[SLOW], slow_interval_ms=1000,
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        await asyncio.wait_for(all_read.wait(), 10)
+    finally:
+        loop.stop()
+        await asyncio.wait_for(task, 15)
+    assert sorted(got) == list(range(300))
