@@ -9,7 +9,6 @@ import platform
 import sys
 import tempfile
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,18 +96,11 @@ def run_all(quick: bool) -> dict[str, Any]:
             figures[key] = asyncio.run(latency(given, rate, quick))
         return figures
     home = Path(tempfile.gettempdir()) / "conveyor-bench"
-    figures = {}
-    for phase in ("throughput", *(key for _, key in LATENCY_RATES)):
-        c = cluster.start(home)
-        try:
-            time.sleep(1)
-            if phase == "throughput":
-                figures.update(asyncio.run(throughput(c, quick)))
-            else:
-                rate = next(r for r, key in LATENCY_RATES if key == phase)
-                figures[phase] = asyncio.run(latency(c, rate, quick))
-        finally:
-            c.stop()
+    with cluster.fresh(home) as c:
+        figures = asyncio.run(throughput(c, quick))
+    for rate, key in LATENCY_RATES:
+        with cluster.fresh(home) as c:
+            figures[key] = asyncio.run(latency(c, rate, quick))
     return figures
 
 

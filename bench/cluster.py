@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,16 @@ def start(home: Path, timeout_s: float = 180.0) -> Cluster:
         time.sleep(0.2)
     values = read_env(env_file)
     return Cluster(values["API_URL"], values["NOTIFIER_URL"], values.get("CONVEYOR_API_KEY", ""), proc)
+
+
+@contextlib.contextmanager
+def fresh(home: Path) -> Iterator[Cluster]:
+    """A cluster started empty in `home`, stopped on exit."""
+    c = start(home)
+    try:
+        yield c
+    finally:
+        c.stop()
 
 
 def service_pids() -> dict[str, int]:

@@ -13,7 +13,7 @@ from aiokafka import ConsumerRecord
 
 from services.analytics import metrics
 from services.analytics.recorder import EventRecorder
-from shared.db.pool import pool_for
+from shared.db.pool import close_pool, pool_for
 from shared.events import JOB_TOPICS
 from shared.http_server import HttpServer, health_app
 from shared.kafka.consumer import ConsumerLoop, decode_records
@@ -80,10 +80,7 @@ class AnalyticsService:
             self._http = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            try:
-                await asyncio.wait_for(pool.close(), timeout=10)
-            except TimeoutError:
-                pool.terminate()
+            await close_pool(pool)
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         assert self._recorder is not None

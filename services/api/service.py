@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from services.api.app import create_app
 from services.api.deps import ApiDeps
-from shared.db.pool import pool_for
+from shared.db.pool import close_pool, pool_for
 from shared.dispatch.protocol import Dispatcher, connect
 from shared.errors import EventPublishError
 from shared.http_server import HttpServer
@@ -89,11 +89,7 @@ class ApiService:
                 log.warning("redis client did not close cleanly: %r", exc)
         pool, self._pool = self._pool, None
         if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), timeout=10)
-            except TimeoutError:
-                log.warning("postgres pool did not close in 10s; terminating")
-                pool.terminate()
+            await close_pool(pool)
 
 
 async def _last_drain(relay: OutboxRelay) -> None:

@@ -19,7 +19,7 @@ from services.notifier.hub import Hub
 from services.notifier.messages import Delivery, alert_delivery, job_delivery
 from services.notifier.settings import NotifierServiceSettings
 from shared import events
-from shared.db.pool import pool_for
+from shared.db.pool import close_pool, pool_for
 from shared.http_server import HttpServer
 from shared.kafka.consumer import ConsumerLoop
 from shared.tasks import TaskGroupOwner
@@ -88,10 +88,7 @@ class NotifierService:
         self.hub.close_all()  # streams that opened during the shutdown
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            try:
-                await asyncio.wait_for(pool.close(), timeout=10)
-            except TimeoutError:
-                pool.terminate()
+            await close_pool(pool)
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         # Each event type has its own topic, so one job's events can arrive out of order;

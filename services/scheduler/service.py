@@ -16,7 +16,7 @@ from services.scheduler.promoter import PROMOTE_LIMIT, Promoter
 from services.scheduler.reconciler import Reconciler
 from services.scheduler.redis_ops import RedisSteps
 from services.scheduler.txn import Committer
-from shared.db.pool import pool_for
+from shared.db.pool import close_pool, pool_for
 from shared.dispatch.protocol import Dispatcher, connect
 from shared.http_server import HttpServer, health_app
 from shared.kafka.consumer import ConsumerLoop
@@ -158,8 +158,5 @@ class SchedulerService:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._redis.aclose(), timeout=5)
         if self._pool is not None:
-            try:
-                await asyncio.wait_for(self._pool.close(), timeout=10)
-            except TimeoutError:
-                self._pool.terminate()
+            await close_pool(self._pool)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import asyncpg
 
 from shared import jsonutil
@@ -52,6 +55,18 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+log = logging.getLogger(__name__)
+
+
+async def close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
+    """Close gracefully within `timeout_s`, else terminate the connections."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout=timeout_s)
+    except TimeoutError:
+        log.warning("postgres pool did not close in %.0fs; terminating", timeout_s)
+        pool.terminate()
 
 
 async def pool_for(settings: CommonSettings, *, session_reset: bool = True) -> asyncpg.Pool:
