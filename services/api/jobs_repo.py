@@ -15,6 +15,7 @@ from services.api import jobs_sql as sql
 from services.api.submission import NewJob
 from shared.events import Envelope
 from shared.kafka.producer import message_for
+from shared.outbox import Outgoing
 
 
 async def insert_jobs(
@@ -45,8 +46,8 @@ async def insert_jobs(
     return {r["id"] for r in rows}
 
 
-async def insert_one(conn: asyncpg.Connection, tenant: str, job: NewJob, event: Envelope) -> bool:
-    """Insert one job with its outbox row in a single statement; False if its idempotency key exists."""
+async def insert_one(conn: asyncpg.Connection, tenant: str, job: NewJob, event: Envelope) -> Outgoing | None:
+    """Insert one job with its outbox row in a single statement; None if its idempotency key exists."""
     message = message_for(event)
     outbox_id = await conn.fetchval(
         sql.SUBMIT_ONE,
@@ -56,7 +57,7 @@ async def insert_one(conn: asyncpg.Connection, tenant: str, job: NewJob, event: 
         message.topic, message.key.decode(), message.value, {k: v.decode() for k, v in message.headers},
         event.trace_parent,
     )
-    return outbox_id is not None
+    return None if outbox_id is None else Outgoing([outbox_id], [message])
 
 
 async def find_by_idempotency_keys(

@@ -12,7 +12,6 @@ from services.api.app import create_app
 from services.api.deps import ApiDeps
 from shared.db.pool import close_pool, pool_for
 from shared.dispatch.protocol import Dispatcher, connect
-from shared.errors import EventPublishError
 from shared.http_server import HttpServer
 from shared.kafka.producer import EventProducer
 from shared.outbox import OutboxRelay
@@ -21,7 +20,7 @@ from shared.tasks import TaskGroupOwner
 
 log = logging.getLogger(__name__)
 
-LAST_DRAIN_TIMEOUT_S = 3.0
+LAST_FLUSH_TIMEOUT_S = 3.0
 
 
 class ApiService:
@@ -58,10 +57,10 @@ class ApiService:
         self._producer = EventProducer(s, client_id="conveyor-api")
         await self._producer.start()  # tolerates a broker that is down: the outbox holds the events
         self._relay = OutboxRelay(
-            self._pool, self._producer, batch_size=s.outbox_batch_size, sweep_interval_s=s.outbox_sweep_interval_s
+            self._pool, self._producer, batch_size=s.outbox_batch_size, sweep_interval_s=s.outbox_sweep_interval_s,
+            sweep_after_s=s.outbox_sweep_after_s,
         )
         self._tasks.spawn("outbox-relay", self._relay.run())
-        self._relay.kick()  # publish whatever an earlier process left behind
         app = create_app(ApiDeps(settings=s, pool=self._pool, dispatcher=dispatcher, relay=self._relay))
         self._http = HttpServer(app, s.host, s.api_port)
         await self._http.start()
@@ -77,7 +76,7 @@ class ApiService:
         await self._tasks.cancel_all()
         relay, self._relay = self._relay, None
         if relay is not None:
-            await _last_drain(relay)
+            await relay.flush(LAST_FLUSH_TIMEOUT_S)
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
@@ -91,10 +90,3 @@ class ApiService:
         if pool is not None:
             await close_pool(pool)
 
-
-async def _last_drain(relay: OutboxRelay) -> None:
-    """Publish what the last requests committed, if Kafka answers quickly; the rest waits for the next start."""
-    try:
-        await asyncio.wait_for(relay.drain_once(), timeout=LAST_DRAIN_TIMEOUT_S)
-    except (EventPublishError, TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.info("outbox rows left for the next start: %r", exc)

@@ -14,6 +14,7 @@ from services.api.db import connection, transaction
 from services.api.problems import Conflict, FieldError, ValidationFailed
 from services.api.submission import NewJob, submitted_event
 from shared import outbox
+from shared.outbox import NOTHING, Outgoing
 from shared.telemetry import job_traceparent
 
 INSERT_BATCH = "INSERT INTO job_batches (id, tenant, total) VALUES ($1, $2, $3)"
@@ -21,11 +22,15 @@ INSERT_BATCH = "INSERT INTO job_batches (id, tenant, total) VALUES ($1, $2, $3)"
 
 @dataclass(frozen=True)
 class SubmitResult:
-    """A stored job: `created` is False for an idempotent replay of an earlier submission."""
+    """A stored job: `created` is False for an idempotent replay of an earlier submission.
+
+    `outgoing`: the outbox rows written, for the relay once the response is on its way.
+    """
 
     job_id: uuid.UUID
     status: str
     created: bool
+    outgoing: Outgoing = NOTHING
 
 
 async def submit_job(pool: asyncpg.Pool, tenant: str, job: NewJob) -> SubmitResult:
@@ -34,12 +39,12 @@ async def submit_job(pool: asyncpg.Pool, tenant: str, job: NewJob) -> SubmitResu
     if job.depends_on:
         async with transaction(pool) as conn:
             await _check_dependencies(conn, tenant, job)
-            created = await jobs_repo.insert_one(conn, tenant, job, event)
+            outgoing = await jobs_repo.insert_one(conn, tenant, job, event)
     else:
         async with connection(pool) as conn:
-            created = await jobs_repo.insert_one(conn, tenant, job, event)
-    if created:
-        return SubmitResult(job.id, "pending", True)
+            outgoing = await jobs_repo.insert_one(conn, tenant, job, event)
+    if outgoing is not None:
+        return SubmitResult(job.id, "pending", True, outgoing)
     # ON CONFLICT skipped the row: the key was used before (perhaps by a request racing this one).
     assert job.idempotency_key is not None
     async with connection(pool) as conn:
@@ -62,7 +67,7 @@ async def _check_dependencies(conn: asyncpg.Connection, tenant: str, job: NewJob
         )
 
 
-async def submit_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> uuid.UUID:
+async def submit_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> tuple[uuid.UUID, Outgoing]:
     """Store a batch: one job_batches row, every job and every event, all or nothing."""
     batch_id = uuid.uuid4()
     jobs = plan.jobs
@@ -86,8 +91,8 @@ async def submit_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> uuid
         inserted = await jobs_repo.insert_jobs(conn, tenant, batch_id, jobs, trace)
         if len(inserted) != len(jobs):  # a concurrent request took a key after our check
             raise _keys_used(keyed, {j.idempotency_key for j in jobs if j.id not in inserted})
-        await outbox.enqueue(conn, [submitted_event(j, tenant, batch_id, trace) for j in jobs])
-    return batch_id
+        outgoing = await outbox.enqueue(conn, [submitted_event(j, tenant, batch_id, trace) for j in jobs])
+    return batch_id, outgoing
 
 
 def _keys_used(keyed: dict[str, int], used: Collection[str | None]) -> Conflict:

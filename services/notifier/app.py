@@ -15,7 +15,7 @@ from services.notifier.protocol import ProtocolError, targets_of
 from services.notifier.settings import NotifierServiceSettings
 from services.notifier.streams import WebSocketSession, sse_stream
 from shared.http_server import Readiness, add_health_routes
-from shared.telemetry import FASTAPI_TELEMETRY
+from shared.telemetry import fastapi_telemetry
 
 PoolSource = Callable[[], asyncpg.Pool]
 
@@ -30,7 +30,7 @@ def _bad_request(detail: str) -> JSONResponse:
 def build_app(hub: Hub, pool: PoolSource, settings: NotifierServiceSettings, ready: Readiness) -> FastAPI:
     """Wire the routes to the hub; `pool()` is the Postgres pool used to resolve API keys."""
     app = FastAPI(
-        title="Conveyor notifier", docs_url=None, redoc_url=None, openapi_url=None, telemetry=FASTAPI_TELEMETRY
+        title="Conveyor notifier", docs_url=None, redoc_url=None, openapi_url=None, telemetry=fastapi_telemetry()
     )
     add_health_routes(app, ready)
 

@@ -72,7 +72,7 @@ class SchedulerService:
         self.dispatcher = dispatcher
         self._producer = EventProducer(s, client_id="scheduler")
         await self._producer.start()
-        self._relay = OutboxRelay(self._pool, self._producer)
+        self._relay = OutboxRelay(self._pool, self._producer, sweep_after_s=s.outbox_sweep_after_s)
         committer = Committer(self._pool, self._relay, RedisSteps(dispatcher, timeout_s=s.redis_timeout_s))
         lag = ConsumerLag()
         self.handler = EventHandler(committer, lag)
@@ -143,15 +143,12 @@ class SchedulerService:
         for name in ("consumer", "promoter", "lease-requeuer", "reconciler"):
             if not await self._tasks.wait(name, timeout_s=drain):
                 log.warning("%s did not finish within %.0fs; cancelling it", name, drain)
-        if self._relay is not None:
-            # Publish what the last transactions committed; leftovers go out on the next start.
-            try:
-                await asyncio.wait_for(self._relay.drain_once(), timeout=5)
-            except Exception as exc:  # best effort: the rows stay in the outbox for the next start
-                log.warning("final outbox drain failed: %r", exc)
         if self._http is not None:
             await self._http.stop()
         await self._tasks.cancel_all()
+        if self._relay is not None:
+            # Publish what the last transactions committed; leftovers wait for a sweep.
+            await self._relay.flush(timeout_s=5)
         if self._producer is not None:
             await self._producer.stop()
         if self._redis is not None:

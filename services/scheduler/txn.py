@@ -26,7 +26,7 @@ class Effects:
 
 
 class Committer:
-    """Runs a unit of scheduler work in one Postgres transaction, then kicks the relay and pushes."""
+    """Runs a unit of scheduler work in one Postgres transaction, then hands its events to the relay and pushes."""
 
     def __init__(
         self, pool: asyncpg.Pool, relay: OutboxRelay, redis: RedisSteps, *, acquire_timeout_s: float = 10.0
@@ -46,9 +46,9 @@ class Committer:
         fx = Effects()
         async with self.pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
             yield conn, fx
-            await outbox.enqueue(conn, fx.events)
+            outgoing = await outbox.enqueue(conn, fx.events)
         if fx.events:
-            self.relay.kick()
+            self.relay.hand_off(outgoing)
             dispatched = sum(1 for e in fx.events if e.type is events.EventType.DISPATCHED)
             if dispatched:
                 metrics.DISPATCHED.labels(source).inc(dispatched)

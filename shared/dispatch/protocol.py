@@ -103,7 +103,7 @@ class Dispatcher:
         k = self.keys
         raw = await self._run(
             "pop",
-            [k.leases, k.lease_owner, *(k.ready(q) for q in queues)],
+            [k.leases, k.lease_owner, k.wake, *(k.ready(q) for q in queues)],
             [k.prefix, count, now_ms() + lease_ms, token_base],
         )
         out = []

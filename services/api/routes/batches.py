@@ -37,8 +37,8 @@ async def submit(request: Request, deps: Deps, principal: Submitter) -> Response
     """All jobs or none; `dependsOn` may name refs of the same batch. 201 `{batchId, jobIds}` in input order."""
     batch = await parse_body(request, BatchSubmission)
     plan = plan_batch(batch, now=utcnow(), max_payload_bytes=deps.settings.max_payload_bytes)
-    batch_id = await submit_batch(deps.pool, principal.tenant, plan)
-    deps.kick()
+    batch_id, outgoing = await submit_batch(deps.pool, principal.tenant, plan)
+    deps.publish(outgoing)
     metrics.BATCHES_SUBMITTED.inc()
     metrics.JOBS_SUBMITTED.labels("batch").inc(len(plan.jobs))
     return JsonResponse(

@@ -6,13 +6,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from services.api import jobs_repo, metrics
 from services.api.control import cancel_job, retry_job
 from services.api.db import connection
-from services.api.deps import Deps, Reader, Submitter
+from services.api.deps import Deps, Reader, Submitter, app_deps
 from services.api.jobs_repo import JobFilter
 from services.api.openapi import json_body
 from services.api.problems import FieldError, NotFound, ValidationFailed
@@ -29,6 +29,10 @@ from shared.models import JobStatus
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+IDEMPOTENCY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 255},
+    "description": "Submitting again with the same key returns the first job (200) instead of a new one",
+}
 
 
 def parse_job_id(raw: str) -> uuid.UUID:
@@ -44,17 +48,15 @@ def parse_job_id(raw: str) -> uuid.UUID:
     status_code=201,
     response_model=Submitted,
     summary="Submit a job",
-    openapi_extra=json_body(JobSubmission),
+    openapi_extra={**json_body(JobSubmission), "parameters": [IDEMPOTENCY_HEADER]},
     responses={200: {"description": "Idempotent replay: the job this key already names"}, 409: _PROBLEM,
                413: _PROBLEM, 422: _PROBLEM},
 )
-async def submit(
-    request: Request,
-    deps: Deps,
-    principal: Submitter,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> Response:
+async def submit(request: Request, principal: Submitter) -> Response:
     """Validate and store a job with its `submitted` event in one transaction; 201 `{jobId, status}`."""
+    # The hot path: deps and the header are read directly, each dependency FastAPI solves costs CPU.
+    deps = app_deps(request)
+    idempotency_key = request.headers.get("idempotency-key")
     sub = await parse_body(request, JobSubmission)
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= 255:
@@ -71,7 +73,7 @@ async def submit(
     if not outcome.created:
         metrics.IDEMPOTENT_REPLAYS.inc()
         return JsonResponse(body, status_code=200, headers={**headers, "Idempotent-Replayed": "true"})
-    deps.kick()
+    deps.publish(outcome.outgoing)
     metrics.JOBS_SUBMITTED.labels("single").inc()
     return JsonResponse(body, status_code=201, headers=headers)
 
@@ -143,7 +145,7 @@ async def cancel(job_id: str, deps: Deps, principal: Submitter) -> Response:
     outcome = await cancel_job(deps.pool, principal.tenant, jid)
     await cancel_in_redis(deps.dispatcher, jid)
     if outcome.immediate:
-        deps.kick()
+        deps.publish(outcome.outgoing)
         metrics.JOBS_CANCELLED.labels("cancelled").inc()
         return JsonResponse({"jobId": jid, "status": JobStatus.CANCELLED.value})
     metrics.JOBS_CANCELLED.labels("requested").inc()
@@ -165,8 +167,7 @@ async def retry(job_id: str, deps: Deps, principal: Submitter) -> Response:
         if dispatcher is not None:
             await clear_cancel_flag(dispatcher, target)
 
-    await retry_job(deps.pool, principal.tenant, jid, clear)
-    deps.kick()
+    deps.publish(await retry_job(deps.pool, principal.tenant, jid, clear))
     metrics.JOBS_RETRIED.inc()
     return JsonResponse({"jobId": jid, "status": JobStatus.PENDING.value})
 

@@ -67,7 +67,8 @@ async def api_factory(
         dispatcher = Dispatcher(redis, settings.redis_key_prefix)
         producer = EventProducer(settings, client_id="api-test")
         # The relay loop is not running: tests drain it explicitly, so "nothing was published" is checkable.
-        relay = OutboxRelay(pool, producer, batch_size=settings.outbox_batch_size)
+        relay = OutboxRelay(pool, producer, batch_size=settings.outbox_batch_size,
+                            sweep_after_s=settings.outbox_sweep_after_s)
         app = create_app(ApiDeps(settings=settings, pool=pool, dispatcher=dispatcher, relay=relay))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=30)
         opened.append((pool, redis, producer, client))

@@ -54,7 +54,7 @@ def check_submitted_envelope(record: ConsumerRecord, job_id: str, body: dict[str
     return envelope
 
 
-async def test_relay_publishes_the_submitted_envelope(
+async def test_the_sweep_publishes_the_submitted_envelope(
     api: Api, kafka_topics: dict[str, str], kafka_bootstrap: str
 ) -> None:
     body = {"queue": "media", "jobType": "thumb", "payload": {"src": "a.png"}, "priority": 7, "tags": ["x"],
@@ -63,8 +63,10 @@ async def test_relay_publishes_the_submitted_envelope(
     job_id = response.json()["jobId"]
     row = await api.pool.fetchrow("SELECT topic, key FROM outbox")
     assert (row["topic"], row["key"]) == ("jobs.submitted", job_id)
+    assert api.relay.held == 1  # handed to the relay, whose loop is not running here
 
-    assert await api.relay.drain_once() == 1
+    assert await api.relay.drain_once() == 0  # a live writer's fresh rows are not swept
+    assert await api.relay.drain_once(older_than_s=0) == 1
     assert await api.count("outbox") == 0  # deleted only once Kafka acknowledged
     [record] = await consume(kafka_bootstrap, kafka_topics["jobs.submitted"], 1)
     envelope = check_submitted_envelope(record, job_id, body)
@@ -78,17 +80,38 @@ async def test_relay_publishes_the_submitted_envelope(
     assert datetime.fromisoformat(data["runAt"]) == datetime.fromisoformat(job["scheduledFor"])
 
 
-async def test_relay_loop_publishes_after_the_kick(
+async def wait_until_empty(api: Api, timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while await api.count("outbox"):  # noqa: ASYNC110 (nothing to wait on but the table itself)
+            await asyncio.sleep(0.02)
+
+
+async def test_the_relay_publishes_handed_off_rows_and_deletes_them(
     api: Api, kafka_topics: dict[str, str], kafka_bootstrap: str
 ) -> None:
     relay = asyncio.create_task(api.relay.run())
     try:
         ids = [await api.submit(payload={"i": i}) for i in range(5)]
-        records = await consume(kafka_bootstrap, kafka_topics["jobs.submitted"], 5)
+        batch = await api.client.post("/api/v1/job-batches", json={"jobs": [{"queue": "q", "jobType": "noop"}] * 3})
+        ids += batch.json()["jobIds"]
+        records = await consume(kafka_bootstrap, kafka_topics["jobs.submitted"], 8)
+        await wait_until_empty(api)
     finally:
         relay.cancel()
         with pytest.raises(asyncio.CancelledError):
             await relay
+    assert sorted(r.key.decode() for r in records) == sorted(ids)
+    assert api.relay.held == 0 and api.relay.published == 8
+
+
+async def test_flush_at_shutdown_publishes_what_is_held(
+    api: Api, kafka_topics: dict[str, str], kafka_bootstrap: str
+) -> None:
+    ids = [await api.submit() for _ in range(3)]
+    assert api.relay.held == 3
+    await api.relay.flush(timeout_s=10)
+    assert api.relay.held == 0 and await api.count("outbox") == 0
+    records = await consume(kafka_bootstrap, kafka_topics["jobs.submitted"], 3)
     assert sorted(r.key.decode() for r in records) == sorted(ids)
 
 
@@ -96,15 +119,43 @@ async def test_submissions_succeed_while_kafka_is_down(
     api_factory: Any, kafka_topics: dict[str, str], kafka_bootstrap: str
 ) -> None:
     down: Api = await api_factory(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
-    ids = [await down.submit() for _ in range(3)]
+    relay = asyncio.create_task(down.relay.run())
+    try:
+        ids = [await down.submit() for _ in range(3)]
+        await asyncio.sleep(1.0)  # the relay tries, fails and holds on to them
+        assert down.relay.held == 3 and down.relay.published == 0
+    finally:
+        relay.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await relay
     with pytest.raises(EventPublishError):
-        await down.relay.drain_once()
+        await down.relay.drain_once(older_than_s=0)
+    await down.relay.flush(timeout_s=1)  # gives up quietly: the rows stay
     assert await down.count("outbox") == 3  # the failed publish rolled the claim back
 
     # Kafka is back (a relay that reaches it): the same rows go out.
     up: Api = await api_factory()
-    assert await up.relay.drain_once() == 3
+    assert await up.relay.drain_once(older_than_s=0) == 3
     records = await consume(kafka_bootstrap, kafka_topics["jobs.submitted"], 3)
     assert sorted(r.key.decode() for r in records) == sorted(ids)
     assert await up.count("outbox") == 0
 
+
+async def test_rows_held_too_long_are_left_to_the_sweep(api_factory: Any, kafka_topics: dict[str, str]) -> None:
+    """A writer stops retrying rows before they are old enough to sweep, so no row is sent by both."""
+    down: Api = await api_factory(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", outbox_sweep_after_s=0.6)
+    relay = asyncio.create_task(down.relay.run())
+    try:
+        [await down.submit() for _ in range(3)]
+        async with asyncio.timeout(10):
+            while down.relay.held:  # noqa: ASYNC110 (the relay exposes no event for letting go)
+                await asyncio.sleep(0.05)
+    finally:
+        relay.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await relay
+    assert await down.count("outbox") == 3
+
+    up: Api = await api_factory(outbox_sweep_after_s=0.6)
+    await asyncio.sleep(0.6)  # however soon the writer let go, the rows are old enough now
+    assert await up.relay.drain_once() == 3  # old enough now: the default age applies

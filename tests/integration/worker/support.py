@@ -141,17 +141,22 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[WorkerServic
 async def promoting(dispatcher: Dispatcher, every_s: float = 0.02) -> AsyncIterator[None]:
     """Stand in for the scheduler: move due delayed jobs (retries) back to their queues."""
 
+    # Stopped by an event, not by cancelling: redis-py can swallow a cancellation that lands
+    # mid-command (redis/redis-py#2028), and the loop then ran on while the test waited for it.
+    stop = asyncio.Event()
+
     async def loop() -> None:
-        while True:
+        while not stop.is_set():
             await dispatcher.promote_due()
-            await asyncio.sleep(every_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
 
     task = asyncio.create_task(loop())
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
 
 
 async def poll_until(probe: Callable[[], Awaitable[T]], timeout_s: float = 10.0, every_s: float = 0.05) -> T:
