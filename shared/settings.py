@@ -26,7 +26,7 @@ class CommonSettings(BaseSettings):
     # Group joins on the embedded broker take ~session/2; 6000/1000 is also valid on real Kafka.
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1000
-    kafka_fetch_max_wait_ms: int = 50
+    kafka_fetch_max_wait_ms: int = 20
     kafka_request_timeout_ms: int = 5000
     # Least time between two consumer batches while events keep coming (fewer, larger fetches).
     kafka_batch_interval_ms: int = 0
@@ -61,9 +61,10 @@ class ApiSettings(CommonSettings):
     outbox_batch_size: int = 500
     outbox_sweep_interval_s: float = 1.0
     auth_required: bool = False
-    # The outbox relay already gathers what committed together; a long linger would only add
-    # its length to every submission's latency.
-    kafka_linger_ms: int = 2
+    # Every produce request is a batch the embedded broker stores and rescans on each fetch of
+    # `jobs.submitted` (the scheduler fetches it every batch interval): 2 ms sent one request per
+    # job at 200 jobs/s; 5 ms gathers about two, for ≤5 ms of latency.
+    kafka_linger_ms: int = 5
     dashboard_dir: str = "dashboard/dist"
 
 
@@ -71,10 +72,13 @@ class SchedulerSettings(CommonSettings):
     """The scheduler: dispatch, projection, lease requeue and reconciliation."""
 
     scheduler_port: int = 8010
+    # Under load every fetch finds data at once (the batch interval paces them); when idle this
+    # is the polling rate (~3 % of a core at 20 ms), and the delay a lone submission may wait.
     kafka_fetch_max_wait_ms: int = 20
-    # Each consumer batch is one transaction: batching 30 ms of events roughly halves the
-    # scheduler's and Postgres's cost per job at a few hundred jobs/s, for ≤30 ms of latency.
-    kafka_batch_interval_ms: int = 30
+    # Each consumer batch is one transaction: batching 40 ms of events roughly halves the
+    # scheduler's and Postgres's cost per job at a few hundred jobs/s, for ≤40 ms of latency,
+    # and each fetch of `jobs.submitted` costs the embedded broker a rescan of what it stores.
+    kafka_batch_interval_ms: int = 40
     # Worker events are fetched at most this often: fewer, fuller fetches and transactions,
     # for at most this much delay on status reads and on releasing dependents.
     projection_interval_ms: int = 200
@@ -98,8 +102,10 @@ class WorkerSettings(CommonSettings):
     queue_refresh_interval_s: float = 1.0
     # A job holds its slot until Kafka acked its `started` and its outcome, and the coalescer
     # already sends everything that finished in one loop tick together: the linger is paid twice
-    # per job (25 ms capped a worker of 50 slots below 1,000 jobs/s), so keep it short.
-    kafka_linger_ms: int = 5
+    # per job (25 ms capped a worker of 50 slots below 1,000 jobs/s), so keep it short; but every
+    # produce request is a batch the embedded broker rescans on each fetch, and 5 ms sent nearly
+    # one request per job at 200 jobs/s.
+    kafka_linger_ms: int = 10
 
 
 class AnalyticsSettings(CommonSettings):
@@ -115,8 +121,9 @@ class NotifierSettings(CommonSettings):
     """WebSocket fan-out."""
 
     notifier_port: int = 8001
-    # The embedded broker's cost is per fetch and grows with the batches it stores, so every
-    # consumer's fetch rate is a cost; 100 ms keeps dashboards live (≈50 ms added on average).
-    kafka_fetch_max_wait_ms: int = 100
-    kafka_batch_interval_ms: int = 100
+    # The embedded broker's cost is per fetch and grows with the batches it stores, and the
+    # notifier fetches every topic: at 200 jobs/s its fetches every 100 ms were ~a third of the
+    # broker's CPU. 200 ms still reads as live on a dashboard (≈100 ms added on average).
+    kafka_fetch_max_wait_ms: int = 200
+    kafka_batch_interval_ms: int = 200
     client_buffer: int = 1000

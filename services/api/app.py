@@ -13,6 +13,7 @@ from services.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from services.api.openapi import install_openapi
 from services.api.routes import batches, health, jobs
 from services.api.schemas import BatchSubmission, JobSubmission
+from services.api.submit_lane import SubmitLane
 from shared.telemetry import fastapi_telemetry
 
 DESCRIPTION = "Submit, inspect, cancel and retry jobs. Errors are RFC 9457 problem details."
@@ -30,7 +31,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
     health.install_health(app, deps.pool)
     install_exception_handlers(app)
     install_openapi(app, [JobSubmission, BatchSubmission])
-    # Added last = outermost: metrics also see the 413s the body limit answers.
+    # Added last = outermost: metrics also see the 413s the body limit answers; the submit lane
+    # is inside both.
+    app.add_middleware(SubmitLane, fastapi_app=app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=deps.settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     dashboard = Path(deps.settings.dashboard_dir)
