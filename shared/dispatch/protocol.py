@@ -61,6 +61,9 @@ def encode_spec(spec: JobSpec) -> str:
     return spec.model_dump_json(by_alias=True)
 
 
+PUSH_CHUNK = 500
+
+
 class Dispatcher:
     """Typed access to the dispatch keys of one prefix."""
 
@@ -82,17 +85,17 @@ class Dispatcher:
         if not specs:
             return []
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for spec, run_at in specs:
-                await self._run(
-                    "push",
-                    [k.job(spec.job_id), k.ready(spec.queue), k.seq, k.queues, k.wake, k.delayed],
-                    [str(spec.job_id), encode_spec(spec), spec.attempt, spec.max_attempts,
-                     spec.queue, spec.priority, run_at],
-                    client=pipe,
-                )
-            results = await pipe.execute()
-        return [bool(r) for r in results]
+        results: list[bool] = []
+        # One script call per chunk rather than a pipeline of one call per job: the client's
+        # cost is per command, and a chunk stays short enough not to stall Redis.
+        for start in range(0, len(specs), PUSH_CHUNK):
+            args: list[Any] = [k.prefix]
+            for spec, run_at in specs[start:start + PUSH_CHUNK]:
+                args += [str(spec.job_id), encode_spec(spec), spec.attempt, spec.max_attempts,
+                         spec.queue, spec.priority, run_at]
+            pushed = await self._run("push", [k.seq, k.queues, k.wake, k.delayed], args)
+            results += [bool(r) for r in pushed]
+        return results
 
     async def pop(
         self, queues: Sequence[str], count: int, lease_ms: int, token_base: str

@@ -1,20 +1,37 @@
--- Hand one job to Redis, ready now (run_at = 0) or delayed until run_at (ms).
--- Idempotent: a job Redis already holds is left alone (returns 0).
--- KEYS: 1 job hash, 2 ready zset, 3 seq, 4 queues set, 5 wake list, 6 delayed zset
--- ARGV: 1 job id, 2 spec json, 3 attempt, 4 max attempts, 5 queue, 6 priority, 7 run_at ms
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
+-- Hand jobs to Redis, each ready now (run_at = 0) or delayed until run_at (ms): one call per
+-- batch. Idempotent: a job Redis already holds is left alone (0 in its place of the result).
+-- Job and ready-set keys are derived from the prefix: ids and queues are data.
+-- KEYS: 1 seq, 2 queues set, 3 wake list, 4 delayed zset
+-- ARGV: 1 prefix, then per job: id, spec json, attempt, max attempts, queue, priority, run_at ms
+-- Returns one 0/1 per job. Every job made ready leaves one wake token (at most 64 kept).
+local prefix = ARGV[1]
+local out = {}
+local woken = 0
+for i = 2, #ARGV, 7 do
+  local id, queue, priority, run_at = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+  local job = prefix .. ':job:' .. id
+  if redis.call('EXISTS', job) == 1 then
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', job, 'spec', ARGV[i + 1], 'attempt', ARGV[i + 2], 'max', ARGV[i + 3],
+      'queue', queue, 'priority', ARGV[i + 5])
+    redis.call('SADD', KEYS[2], queue)
+    if run_at > 0 then
+      redis.call('ZADD', KEYS[4], run_at, id)
+    else
+      local seq = redis.call('INCR', KEYS[1])
+      redis.call('ZADD', prefix .. ':q:' .. queue .. ':ready', (10 - priority) * 4398046511104 + seq, id)
+      woken = woken + 1
+    end
+    out[#out + 1] = 1
+  end
 end
-redis.call('HSET', KEYS[1], 'spec', ARGV[2], 'attempt', ARGV[3], 'max', ARGV[4],
-  'queue', ARGV[5], 'priority', ARGV[6])
-redis.call('SADD', KEYS[4], ARGV[5])
-local run_at = tonumber(ARGV[7])
-if run_at > 0 then
-  redis.call('ZADD', KEYS[6], run_at, ARGV[1])
-  return 1
+if woken > 0 then
+  local tokens = {}
+  for _ = 1, math.min(woken, 64) do
+    tokens[#tokens + 1] = '1'
+  end
+  redis.call('LPUSH', KEYS[3], unpack(tokens))
+  redis.call('LTRIM', KEYS[3], 0, 63)
 end
-local seq = redis.call('INCR', KEYS[3])
-redis.call('ZADD', KEYS[2], (10 - tonumber(ARGV[6])) * 4398046511104 + seq, ARGV[1])
-redis.call('LPUSH', KEYS[5], '1')
-redis.call('LTRIM', KEYS[5], 0, 63)
-return 1
+return out
