@@ -146,3 +146,26 @@ async def test_wait_for_work_wakes_on_push(dispatcher: Dispatcher) -> None:
     await dispatcher.push([(spec(), 0)])
     await asyncio.wait_for(waiter, 2)
     assert await dispatcher.queues() == ["q"]
+
+
+async def test_a_batch_push_reports_each_job_and_leaves_a_wake_token_per_ready_job(
+    dispatcher: Dispatcher, redis: Redis
+) -> None:
+    ready = [spec(priority=p) for p in (1, 9, 5)]
+    later = spec()
+    known = ready[0]
+    assert await dispatcher.push([(known, 0)]) == [True]
+    await redis.delete(dispatcher.keys.wake)
+    result = await dispatcher.push([(s, 0) for s in ready] + [(later, now_ms() + 60_000), (ready[1], 0)])
+    assert result == [False, True, True, True, False]  # known before, and a repeat within the batch
+    assert await redis.llen(dispatcher.keys.wake) == 2  # the two new ready jobs; the delayed one waits
+    leases = await dispatcher.pop(["q"], 10, 5_000, "w")
+    assert [lease.spec.job_id for lease in leases] == [ready[1].job_id, ready[2].job_id, known.job_id]
+
+
+async def test_a_pop_of_several_jobs_drops_their_other_wake_tokens(dispatcher: Dispatcher, redis: Redis) -> None:
+    await dispatcher.push([(spec(), 0) for _ in range(5)])
+    assert await redis.llen(dispatcher.keys.wake) == 5
+    await dispatcher.wait_for_work(1)  # a worker takes one token, then pops what it can
+    assert len(await dispatcher.pop(["q"], 3, 5_000, "w")) == 3
+    assert await redis.llen(dispatcher.keys.wake) == 2  # one per job still waiting
