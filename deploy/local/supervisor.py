@@ -21,8 +21,9 @@ from typing import IO, Any
 
 import httpx
 
+from deploy.local import broker_watch
 from deploy.local.paths import REPO_ROOT
-from deploy.local.servers import KafkaBroker, ServerError, die_with_parent, tail
+from deploy.local.servers import KafkaBroker, die_with_parent, tail
 
 log = logging.getLogger(__name__)
 
@@ -355,43 +356,10 @@ class Supervisor:
         self, broker: KafkaBroker, on_restart: Callable[[], None] | None = None
     ) -> None:
         """Restart `broker` (and re-create its topics) whenever it dies unexpectedly."""
-        loop = asyncio.get_running_loop()
-        crashes: asyncio.Queue[int] = asyncio.Queue()
-
-        def on_exit(rc: int, expected: bool) -> None:
-            if not expected:  # broker.stop() is deliberate (outage tests); kill() is a crash
-                with contextlib.suppress(RuntimeError):  # loop already closed
-                    loop.call_soon_threadsafe(crashes.put_nowait, rc)
-
-        broker.add_exit_listener(on_exit)
-        self._watchers.add(
-            self._spawn_task(self._watch_broker(broker, crashes, on_exit, on_restart),
-                             "watch-broker")
-        )
-
-    async def _watch_broker(
-        self, broker: KafkaBroker, crashes: asyncio.Queue[int], on_exit: Any,
-        on_restart: Callable[[], None] | None,
-    ) -> None:
-        try:
-            while True:
-                rc = await crashes.get()
-                delay = self.backoff_initial_s
-                while not broker.is_running():
-                    log.warning("kafka broker exited with rc %s; restarting it and re-creating "
-                                "%d topics", rc, len(broker.topics))
-                    try:
-                        # start() re-creates the known topics before returning: before any
-                        # service reconnects and writes into a ghost topic.
-                        await asyncio.to_thread(broker.start)
-                        if on_restart is not None:
-                            on_restart()
-                    except ServerError:
-                        log.exception("kafka broker restart failed; retrying in %.1fs", delay)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, self.backoff_max_s)
-        finally:
-            broker.remove_exit_listener(on_exit)
+        self._watchers.add(self._spawn_task(
+            broker_watch.restart_on_crash(broker, on_restart, self.backoff_initial_s, self.backoff_max_s),
+            "watch-broker",
+        ))
 
     # -- stopping ------------------------------------------------------------------------
 
