@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -44,6 +43,9 @@ _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
 # Statement time for the relay's own queries (the pool's command timeout may be longer).
 _DB_TIMEOUT_S = 10.0
+# Postgres away or restarting: the relay waits and tries again, it never dies of it.
+_DB_ERRORS: tuple[type[Exception], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_PUBLISH_ERRORS: tuple[type[Exception], ...] = (EventPublishError, *_DB_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -115,19 +117,19 @@ class OutboxRelay:
         # a row is never both retried here and claimed by a sweep.
         self._held: collections.deque[tuple[float, Outgoing]] = collections.deque()
         self._held_messages = 0
+        self._sending = 0  # messages in publishes under way
         self._acked: list[int] = []
         self._flushes: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._work = asyncio.Event()
-        self._sweep_now = asyncio.Event()
         self._retry_at = 0.0
         self._backoff = 0.0
         self.published = 0
 
     @property
     def held(self) -> int:
-        """Messages handed off and not yet acknowledged by Kafka."""
-        return self._held_messages
+        """Messages handed off and not yet acknowledged by Kafka (waiting or being sent)."""
+        return self._held_messages + self._sending
 
     def hand_off(self, outgoing: Outgoing) -> None:
         """Publish rows the caller just committed (no await: the relay's loop sends them)."""
@@ -139,10 +141,6 @@ class OutboxRelay:
             # Kafka has been away a while: keep memory bounded, the rows are safe in Postgres.
             self._held_messages -= len(self._held.popleft()[1])
         self._work.set()
-
-    def kick(self) -> None:
-        """Sweep now rather than at the next interval (leftovers of an earlier process)."""
-        self._sweep_now.set()
 
     async def run(self) -> None:
         """Publish, delete and sweep until cancelled."""
@@ -180,6 +178,7 @@ class OutboxRelay:
             groups.append(group)
             count += len(group[1])
         self._held_messages -= count
+        self._sending += count
         return groups
 
     async def _flush(self, groups: list[tuple[float, Outgoing]]) -> None:
@@ -193,6 +192,7 @@ class OutboxRelay:
             log.warning("outbox relay: %s; retrying in %.1fs", exc, self._backoff)
         finally:
             self._slots.release()
+            self._sending -= sum(len(g) for _, g in groups)
             if done:
                 self._backoff = 0.0
                 self.published += sum(len(g) for _, g in groups)
@@ -211,7 +211,7 @@ class OutboxRelay:
             if self._acked:
                 try:
                     await self.delete_acked()
-                except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+                except _DB_ERRORS as exc:
                     log.warning("outbox relay: deleting published rows failed: %r", exc)
                     await asyncio.sleep(1.0)
 
@@ -228,14 +228,12 @@ class OutboxRelay:
     async def _sweep_loop(self) -> None:
         backoff = 0.2
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_now.wait(), timeout=self._sweep_interval)
-            self._sweep_now.clear()
+            await asyncio.sleep(self._sweep_interval)
             try:
                 while await self.drain_once() >= self._batch:
                     pass
                 backoff = 0.2
-            except (EventPublishError, asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            except _PUBLISH_ERRORS as exc:
                 log.warning("outbox sweep: %s; retrying in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -261,7 +259,7 @@ class OutboxRelay:
         """
         try:
             await asyncio.wait_for(self._flush_all(), timeout=timeout_s)
-        except (EventPublishError, TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _PUBLISH_ERRORS as exc:
             log.info("outbox rows left for a later sweep: %r", exc)
 
     async def _flush_all(self) -> None:
