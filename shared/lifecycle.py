@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -34,29 +33,8 @@ class Service(Protocol):
     def failed(self) -> asyncio.Event: ...
 
 
-# A young collection every 10,000 net new container objects rather than 700: request handling
-# allocates (and frees) thousands per request, and most of what survives is freed by refcount.
-GC_THRESHOLDS = (10_000, 20, 20)
-
-
-def freeze_startup_heap() -> None:
-    """Move everything alive after start (modules, apps, schemas) out of the collector's sight.
-
-    Measured on the api at 200 jobs/s: the cyclic collector took 12 % of its CPU, mostly
-    re-traversing the startup heap (FastAPI, pydantic, OpenTelemetry) on every full collection.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-async def run_service(
-    service: Service, *, drain_timeout_s: float, handle_signals: bool = True, freeze_heap: bool = False
-) -> int:
-    """Run until a stop signal or a crash; returns the process exit code.
-
-    `freeze_heap` (whole processes only): see `freeze_startup_heap`.
-    """
+async def run_service(service: Service, *, drain_timeout_s: float, handle_signals: bool = True) -> int:
+    """Run until a stop signal or a crash; returns the process exit code."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed: list[signal.Signals] = []
@@ -67,8 +45,6 @@ async def run_service(
     code = 0
     try:
         await service.start()
-        if freeze_heap:
-            freeze_startup_heap()
         log.info("%s started", service.name)
         stop_wait = asyncio.ensure_future(stop.wait())
         fail_wait = asyncio.ensure_future(service.failed.wait())
@@ -102,7 +78,7 @@ def main(service_name: str, settings: S, build: Callable[[S], Service]) -> None:
     setup_tracing(service_name, settings.otel_exporter)
 
     async def _run() -> int:
-        return await run_service(build(settings), drain_timeout_s=settings.drain_timeout_s, freeze_heap=True)
+        return await run_service(build(settings), drain_timeout_s=settings.drain_timeout_s)
 
     # uvloop roughly halves the event loop's own cost per socket operation, which dominates here.
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

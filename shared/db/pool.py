@@ -10,6 +10,8 @@ import asyncpg
 from shared import jsonutil
 from shared.settings import CommonSettings
 
+log = logging.getLogger(__name__)
+
 # Batched statements join an array of ids against jobs (UPDATE ... FROM unnest(...)). With the
 # default random_page_cost of 4 the planner prices a thousand primary-key lookups above one scan
 # of the whole table, and picks the scan: every batch then costs O(table) and the system slows as
@@ -55,9 +57,6 @@ async def create_pool(
     )
     assert pool is not None
     return pool
-
-
-log = logging.getLogger(__name__)
 
 
 async def close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:

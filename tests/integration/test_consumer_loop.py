@@ -12,13 +12,17 @@ from shared.settings import CommonSettings
 FAST, SLOW = "jobs.submitted", "jobs.completed"
 
 
+def paced(kafka_bootstrap: str, topic_prefix: str, batch_interval_ms: int) -> CommonSettings:
+    return CommonSettings(
+        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=topic_prefix,
+        kafka_batch_interval_ms=batch_interval_ms, kafka_fetch_max_wait_ms=20,
+    )
+
+
 async def test_paced_loop_delivers_every_record_and_fetches_slow_topics_less_often(
     kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str]
 ) -> None:
-    settings = CommonSettings(
-        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=topic_prefix,
-        kafka_batch_interval_ms=20, kafka_fetch_max_wait_ms=20,
-    )
+    settings = paced(kafka_bootstrap, topic_prefix, batch_interval_ms=20)
     batches: list[list[ConsumerRecord]] = []
 
     async def handler(records: list[ConsumerRecord]) -> None:
@@ -66,10 +70,7 @@ async def test_a_backlog_is_read_without_waiting_between_full_batches(
     kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str]
 ) -> None:
     # 300 records in batches of at most 10 with a 1 s batch interval: paced, that is 30 s.
-    settings = CommonSettings(
-        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=topic_prefix,
-        kafka_batch_interval_ms=1000, kafka_fetch_max_wait_ms=20,
-    )
+    settings = paced(kafka_bootstrap, topic_prefix, batch_interval_ms=1000)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     await producer.start()
     try:
