@@ -14,6 +14,7 @@ import uvloop
 from shared.logs import configure_logging
 from shared.settings import CommonSettings
 from shared.telemetry import setup_tracing
+from shared.waiting import first_of
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,7 @@ async def run_service(service: Service, *, drain_timeout_s: float, handle_signal
     try:
         await service.start()
         log.info("%s started", service.name)
-        stop_wait = asyncio.ensure_future(stop.wait())
-        fail_wait = asyncio.ensure_future(service.failed.wait())
-        await asyncio.wait({stop_wait, fail_wait}, return_when=asyncio.FIRST_COMPLETED)
-        stop_wait.cancel()
-        fail_wait.cancel()
+        await first_of(stop.wait(), service.failed.wait())
         if service.failed.is_set():
             log.error("%s stopping because a task crashed", service.name)
             code = 1

@@ -47,10 +47,12 @@ class TaskGroupOwner:
                 log.error("task %s did not stop within %.0fs", task.get_name(), timeout_s)
         self._tasks.clear()
 
-    async def wait(self, name: str, timeout_s: float) -> bool:
-        """Wait for one task to finish by itself; False if it had to be left running."""
-        task = self._tasks.get(name)
-        if task is None or task.done():
+    async def wait(self, *names: str, timeout_s: float) -> bool:
+        """Wait for these tasks to finish by themselves, under one deadline; False if any is still running."""
+        tasks = {t for name in names if (t := self._tasks.get(name)) is not None and not t.done()}
+        if not tasks:
             return True
-        done, _ = await asyncio.wait({task}, timeout=timeout_s)
-        return bool(done)
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            log.warning("task %s did not finish within %.0fs", task.get_name(), timeout_s)
+        return not pending

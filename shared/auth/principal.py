@@ -12,6 +12,8 @@ class Scope(StrEnum):
     SUBMIT = "submit"
     READ = "read"
     ADMIN = "admin"
+    # Cluster resources shared by every tenant (queue config, pause, workers); also reads across tenants.
+    CLUSTER = "cluster"
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
@@ -26,8 +28,10 @@ class Principal:
     scopes: frozenset[Scope]
 
     def can(self, scope: Scope) -> bool:
-        """Admin implies every scope."""
-        return scope in self.scopes or Scope.ADMIN in self.scopes
+        """A tenant's `admin` implies its `submit` and `read`, never `cluster` (which spans tenants)."""
+        if scope in self.scopes:
+            return True
+        return scope in (Scope.SUBMIT, Scope.READ) and Scope.ADMIN in self.scopes
 
 
 DEFAULT_ADMIN = Principal(DEFAULT_TENANT, ALL_SCOPES)
