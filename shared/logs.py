@@ -49,3 +49,33 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     root.setLevel(level.upper())
     # aiokafka is chatty about every reconnect; its warnings still show.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+
+
+def job_fields(
+    job_id: object = None,
+    *,
+    queue: str | None = None,
+    attempt: int | None = None,
+    worker_id: str | None = None,
+    traceparent: str | None = None,
+) -> dict[str, object]:
+    """`extra=` fields that tie a log line to one job's story; absent values are left out.
+
+    Operators filter on these keys (`job_id`, `queue`, `attempt`, `worker_id`, `trace_id`),
+    so messages need not repeat them.
+    """
+    fields: dict[str, object] = {}
+    if job_id is not None:
+        fields["job_id"] = str(job_id)
+    if queue is not None:
+        fields["queue"] = queue
+    if attempt is not None:
+        fields["attempt"] = attempt
+    if worker_id is not None:
+        fields["worker_id"] = worker_id
+    if traceparent:
+        # W3C traceparent: version-traceid-spanid-flags; the trace id is what tracing UIs search by.
+        parts = traceparent.split("-")
+        if len(parts) == 4:
+            fields["trace_id"] = parts[1]
+    return fields
