@@ -80,7 +80,7 @@ class NotifierService:
         self.hub.close_all()
         if self._consumer is not None:
             self._consumer.stop()
-            await self._tasks.wait("consumer", 10)
+            await self._tasks.wait("consumer", timeout_s=10)
         await self._tasks.cancel_all()
         if self._http is not None:
             await self._http.stop()
