@@ -11,11 +11,15 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from services.worker.executor import Executor
+from shared.backoff import Backoff
 from shared.dispatch.protocol import Dispatcher
+from shared.logs import job_fields
+from shared.waiting import unless
 
 log = logging.getLogger(__name__)
 
 WAKE_WAIT_S = 1.0
+ERROR_BACKOFF_FIRST_S = 0.1
 ERROR_BACKOFF_MAX_S = 5.0
 
 
@@ -41,6 +45,7 @@ class Fetcher:
         self._dispatcher = dispatcher
         self._executor = executor
         self._worker_id = worker_id
+        self._log_fields = job_fields(worker_id=worker_id)
         self._dynamic = not queues
         self._queues: list[str] = list(queues)
         self._lease_ms = lease_ms
@@ -62,15 +67,14 @@ class Fetcher:
 
     async def run(self) -> None:
         """Fetch until stopped; Redis errors back off and retry rather than kill the worker."""
-        backoff = 0.1
+        backoff = Backoff(ERROR_BACKOFF_FIRST_S, ERROR_BACKOFF_MAX_S)
         while not self._stopping.is_set():
             try:
                 await self._step()
-                backoff = 0.1
+                backoff.reset()
             except (RedisError, OSError) as exc:
-                log.warning("fetch failed, retrying in %.1fs: %r", backoff, exc)
-                await self._until_stop(asyncio.sleep(backoff))
-                backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
+                log.warning("fetch failed, backing off: %r", exc, extra=self._log_fields)
+                await backoff.sleep(self._stopping)
 
     async def _step(self) -> None:
         free = self._executor.free_slots()
@@ -106,7 +110,7 @@ class Fetcher:
         self._next_refresh = time.monotonic() + self._refresh_interval_s
         changed = queues != self._queues
         if changed:
-            log.info("serving queues: %s", ", ".join(queues) or "(none yet)")
+            log.info("serving queues: %s", ", ".join(queues) or "(none yet)", extra=self._log_fields)
             self._queues = queues
         return changed
 
@@ -115,14 +119,5 @@ class Fetcher:
         if self._stopping.is_set():
             waitable.close()
             return
-        work = asyncio.ensure_future(waitable)
-        stop = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not work.done():
-                work.cancel()
-                await asyncio.wait({work})
-        if not work.cancelled():
-            work.result()  # re-raises a Redis error for run() to back off on
+        # A Redis error of `waitable` propagates, for run() to back off on.
+        await unless(self._stopping, waitable)
