@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from services.worker.metrics import PROGRESS_DROPPED
 from shared.logs import job_fields
 from shared.models import JobSpec
 
@@ -120,6 +121,8 @@ class JobContext:
             try:
                 await self._sink(percent, message)
             except Exception as exc:
+                # Progress is advisory and the next report supersedes it: count it, never fail the job.
+                PROGRESS_DROPPED.inc()
                 log.debug("progress report dropped: %r", exc, extra=self.log_fields())
 
     async def close(self) -> None:

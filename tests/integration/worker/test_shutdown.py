@@ -50,8 +50,8 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_0(
             await proc.wait()
     assert rc == 0, log.read_bytes().decode()
     assert await tap.wait_terminal(spec.job_id) == [(S, 1), (C, 1)]
-    await asyncio.sleep(0.3)
-    assert tap.kinds(spec.job_id) == [(S, 1), (C, 1)]  # nothing requeued
+    await asyncio.sleep(0.3)  # the behaviour under test: nothing is requeued afterwards
+    assert tap.kinds(spec.job_id) == [(S, 1), (C, 1)]
     assert await dispatcher.held([spec.job_id]) == set()
     assert await redis.zcard(dispatcher.keys.delayed) == 0
     assert await dispatcher.depth("q") == 0
