@@ -61,6 +61,7 @@ class Executor:
         self._jobs: dict[uuid.UUID, InFlight] = {}
         self._running = 0  # jobs not yet past their handler
         self._slot_freed = asyncio.Event()
+        self._intake_stopped = False
         # Jobs finishing together share one ack script call.
         self._acks: Coalescer[Lease] = Coalescer("acks", dispatcher.ack)
         # A span per job costs ~15% of the hot path; only pay for it when spans go somewhere.
@@ -78,10 +79,18 @@ class Executor:
         return min(self.concurrency - self._running, 2 * self.concurrency - len(self._jobs))
 
     async def wait_for_slot(self) -> None:
-        """Return once at least one slot is free."""
-        while self.free_slots() <= 0:
+        """Return once at least one slot is free, or once `stop_intake()` was called."""
+        while self.free_slots() <= 0 and not self._intake_stopped:
             self._slot_freed.clear()
             await self._slot_freed.wait()
+
+    def stop_intake(self) -> None:
+        """The worker is stopping: release a fetcher waiting for a slot so it sees the stop.
+
+        This wakes the hot wait directly, rather than racing every wait against a stop event.
+        """
+        self._intake_stopped = True
+        self._slot_freed.set()
 
     def leases(self) -> list[Lease]:
         """Every lease held right now (releasing ones too: their deadline must not lapse)."""

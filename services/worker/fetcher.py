@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
@@ -79,7 +78,9 @@ class Fetcher:
     async def _step(self) -> None:
         free = self._executor.free_slots()
         if free <= 0:
-            await self._until_stop(self._executor.wait_for_slot())
+            # Not raced against `stopping` (that costs a task per wait, on the busiest path):
+            # the service's drain calls executor.stop_intake(), which ends this wait.
+            await self._executor.wait_for_slot()
             return
         if self._dynamic and time.monotonic() >= self._next_refresh:
             await self._refresh()
@@ -89,8 +90,9 @@ class Fetcher:
             return  # there may be more: pop again as soon as slots free up
         if taken == 0 and woke and self._dynamic and await self._refresh():
             return  # the wake was for a queue we did not know yet: pop it now
-        # Every served queue is empty: block until a push or promotion signals work.
-        await self._until_stop(self._dispatcher.wait_for_work(WAKE_WAIT_S))
+        # Every served queue is empty: block until a push or promotion signals work, or the stop.
+        # A Redis error propagates, for run() to back off on.
+        await unless(self._stopping, self._dispatcher.wait_for_work(WAKE_WAIT_S))
         self._woke = True
 
     async def _pop(self, count: int) -> int:
@@ -113,11 +115,3 @@ class Fetcher:
             log.info("serving queues: %s", ", ".join(queues) or "(none yet)", extra=self._log_fields)
             self._queues = queues
         return changed
-
-    async def _until_stop(self, waitable: Coroutine[Any, Any, object]) -> None:
-        """Await `waitable`, giving up at once when the worker starts stopping."""
-        if self._stopping.is_set():
-            waitable.close()
-            return
-        # A Redis error of `waitable` propagates, for run() to back off on.
-        await unless(self._stopping, waitable)

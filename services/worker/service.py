@@ -102,6 +102,8 @@ class WorkerService(BaseService):
     async def drain(self) -> None:
         """Stop fetching, let in-flight jobs finish within drain_timeout_s, hand back the rest."""
         await super().drain()
+        if self._executor is not None:
+            self._executor.stop_intake()  # wakes a fetch loop waiting for a free slot
         await self._stop_fetching()
         if self._executor is not None:
             drained = await self._executor.drain(self._settings.drain_timeout_s)

@@ -108,3 +108,20 @@ async def test_sigkill_leaves_the_lease_until_it_expires_then_another_worker_run
     assert kinds == [(S, 1), (S, 2), (C, 2)]
     final = tap.of(spec.job_id)[-1]
     assert final.data["workerId"] == second.worker_id and final.data["result"] == {"sleptMs": 2000}
+
+
+async def test_a_fetch_loop_waiting_for_a_free_slot_ends_at_once_on_stop(
+    env: Env, dispatcher: Dispatcher, tap: EventTap
+) -> None:
+    spec = job("sleep", {"ms": 30_000})
+    async with running_worker(env.settings(worker_concurrency=1, drain_timeout_s=0.5)) as worker:
+        await dispatcher.push([(spec, 0)])
+        await tap.wait_for(lambda: (S, 1) in tap.kinds(spec.job_id))  # every slot is taken
+        fetch = worker._fetch_task
+        assert fetch is not None and not fetch.done()
+        began = time.monotonic()
+    # The fetch loop left by itself (not cancelled after FETCH_STOP_S), so the stop took about
+    # the drain timeout plus the hand-back.
+    assert fetch.done() and not fetch.cancelled() and fetch.exception() is None
+    assert time.monotonic() - began < 2.0
+    await tap.wait_for(lambda: (R, 1) in tap.kinds(spec.job_id))
