@@ -35,8 +35,8 @@ class WorkerService(BaseService):
     """Runs jobs from Redis; `stop()` finishes in-flight jobs within drain_timeout_s, then hands the rest back.
 
     Resources open in the order Redis, HTTP client, producer, event sink, executor, health
-    server, registry entry, and close in reverse; the heartbeat keeps leases alive through
-    the drain and is cancelled only after it.
+    server, registry entry, and close in reverse. The heartbeat keeps leases alive through
+    the drain; it is cancelled after it, before the registry entry is removed.
     """
 
     name = "worker"
@@ -102,15 +102,15 @@ class WorkerService(BaseService):
     async def drain(self) -> None:
         """Stop fetching, let in-flight jobs finish within drain_timeout_s, hand back the rest."""
         await super().drain()
-        if self._executor is not None:
-            self._executor.stop_intake()  # wakes a fetch loop waiting for a free slot
+        executor = self._executor
+        if executor is None:  # setup failed before there was any job
+            return
+        executor.stop_intake()  # ends a fetch loop's wait for a free slot
         await self._stop_fetching()
-        if self._executor is not None:
-            drained = await self._executor.drain(self._settings.drain_timeout_s)
-            if not drained:
-                log.warning("drain timeout: handing unfinished jobs back", extra=job_fields(worker_id=self.worker_id))
-                await self._executor.hand_back(HAND_BACK_S)
-            await self._executor.abandon()
+        if not await executor.drain(self._settings.drain_timeout_s):
+            log.warning("drain timeout: handing unfinished jobs back", extra=job_fields(worker_id=self.worker_id))
+            await executor.hand_back(HAND_BACK_S)
+        await executor.abandon()
 
     async def _stop_fetching(self) -> None:
         task = self._fetch_task
