@@ -10,41 +10,11 @@ from typing import Any
 
 import asyncpg
 
+from services.analytics import sql
 from shared.events import Envelope, EventType
+from shared.logs import job_fields
 
 log = logging.getLogger(__name__)
-
-# One round trip per batch. The counters are fed from the RETURNING rows of the audit-log
-# insert, so an event that was already recorded (a redelivery) is neither stored nor counted
-# twice. Both inserts run in sorted key order so that concurrent batches (two replicas during
-# a rebalance) lock rows in the same order and cannot deadlock.
-_RECORD = """
-WITH incoming AS (
-    SELECT * FROM unnest(
-        $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::integer[], $8::timestamptz[], $9::jsonb[], $10::bigint[]
-    ) AS t(event_id, job_id, tenant, type, queue, job_type, attempt, occurred_at, envelope, duration_ms)
-),
-inserted AS (
-    INSERT INTO job_events (event_id, job_id, tenant, type, queue, job_type, attempt, occurred_at, envelope)
-    SELECT event_id, job_id, tenant, type, queue, job_type, attempt, occurred_at, envelope
-    FROM incoming
-    ORDER BY event_id
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id, type, queue, occurred_at
-),
-counted AS (
-    INSERT INTO queue_minute_stats AS s (queue, minute, outcome, count, duration_ms_sum)
-    SELECT i.queue, date_trunc('minute', i.occurred_at, 'UTC'), i.type, count(*), coalesce(sum(x.duration_ms), 0)
-    FROM inserted i JOIN incoming x ON x.event_id = i.event_id
-    GROUP BY 1, 2, 3
-    ORDER BY 1, 2, 3
-    ON CONFLICT (queue, minute, outcome) DO UPDATE
-        SET count = s.count + EXCLUDED.count,
-            duration_ms_sum = s.duration_ms_sum + EXCLUDED.duration_ms_sum
-)
-SELECT type, count(*)::integer AS n FROM inserted GROUP BY type
-"""
 
 _BIGINT_MAX = 2**63 - 1
 
@@ -83,6 +53,7 @@ def duration_ms(envelope: Envelope) -> int:
 
 
 def _columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
+    # In the parameter order of sql.RECORD_EVENTS.
     return [
         [e.event_id for e in envelopes],
         [e.job_id for e in envelopes],
@@ -120,13 +91,16 @@ class EventRecorder:
         return result
 
     async def _insert(self, envelopes: Sequence[Envelope]) -> RecordResult:
-        rows = await self._pool.fetch(_RECORD, *_columns(envelopes), timeout=self._timeout)
-        inserted = {row["type"]: row["n"] for row in rows}
+        inserted = await sql.record_events(self._pool, _columns(envelopes), timeout_s=self._timeout)
         return RecordResult(inserted=inserted, duplicates=len(envelopes) - sum(inserted.values()))
 
     async def _insert_one(self, envelope: Envelope) -> RecordResult:
         try:
             return await self._insert([envelope])
         except asyncpg.DataError as exc:
-            log.error("skipping event %s of job %s that Postgres refused: %s", envelope.event_id, envelope.job_id, exc)
+            fields = job_fields(
+                envelope.job_id, queue=envelope.queue, attempt=envelope.attempt, traceparent=envelope.trace_parent
+            )
+            fields["event_id"] = str(envelope.event_id)
+            log.error("skipping an event Postgres refused: %s", exc, extra=fields)
             return RecordResult(rejected=1)

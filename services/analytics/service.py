@@ -10,7 +10,7 @@ import time
 import asyncpg
 from aiokafka import ConsumerRecord
 
-from services.analytics import metrics
+from services.analytics import metrics, sql
 from services.analytics.recorder import EventRecorder
 from shared.db.pool import close_pool, pool_for
 from shared.events import JOB_TOPICS
@@ -22,6 +22,7 @@ from shared.settings import AnalyticsSettings
 log = logging.getLogger(__name__)
 
 GROUP_ID = "analytics"
+READY_PING_S = 2.0
 
 
 class AnalyticsService(BaseService):
@@ -80,7 +81,7 @@ class AnalyticsService(BaseService):
         if pool is None:
             return False
         try:
-            await pool.fetchval("SELECT 1", timeout=2)
+            await sql.ping(pool, timeout_s=READY_PING_S)
         except (asyncpg.PostgresError, OSError, TimeoutError, asyncpg.InterfaceError):
             return False
         return True

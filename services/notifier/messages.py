@@ -7,6 +7,7 @@ from typing import Any
 
 from shared import jsonutil
 from shared.events import Envelope, EventType
+from shared.models import JobStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +29,15 @@ class Delivery:
 
 
 # Event type -> (message type, job status after the event).
-JOB_MESSAGE: dict[EventType, tuple[str, str]] = {
-    EventType.SUBMITTED: ("job_update", "pending"),
-    EventType.DISPATCHED: ("job_update", "queued"),
-    EventType.STARTED: ("job_update", "running"),
-    EventType.PROGRESS: ("job_progress", "running"),
-    EventType.COMPLETED: ("job_completed", "completed"),
-    EventType.RETRY: ("job_retry", "retrying"),
-    EventType.FAILED: ("job_failed", "failed"),
-    EventType.CANCELLED: ("job_update", "cancelled"),
+JOB_MESSAGE: dict[EventType, tuple[str, JobStatus]] = {
+    EventType.SUBMITTED: ("job_update", JobStatus.PENDING),
+    EventType.DISPATCHED: ("job_update", JobStatus.QUEUED),
+    EventType.STARTED: ("job_update", JobStatus.RUNNING),
+    EventType.PROGRESS: ("job_progress", JobStatus.RUNNING),
+    EventType.COMPLETED: ("job_completed", JobStatus.COMPLETED),
+    EventType.RETRY: ("job_retry", JobStatus.RETRYING),
+    EventType.FAILED: ("job_failed", JobStatus.FAILED),
+    EventType.CANCELLED: ("job_update", JobStatus.CANCELLED),
 }
 
 
@@ -53,7 +54,7 @@ def job_message(envelope: Envelope) -> dict[str, Any]:
         "jobId": str(envelope.job_id),
         "queue": envelope.queue,
         "jobType": envelope.job_type,
-        "status": status,
+        "status": status.value,
         "attempt": envelope.attempt,
         "eventId": str(envelope.event_id),
         "occurredAt": envelope.occurred_at.isoformat(),

@@ -13,52 +13,51 @@ import asyncpg
 import orjson
 from aiokafka import ConsumerRecord
 
-from services.notifier import metrics
+from services.notifier import metrics, sql
 from services.notifier.app import build_app
 from services.notifier.hub import Hub
 from services.notifier.messages import Delivery, alert_delivery, job_delivery
 from services.notifier.settings import NotifierServiceSettings
 from shared import events
 from shared.db.pool import close_pool, pool_for
-from shared.http_server import HttpServer
 from shared.kafka.consumer import ConsumerLoop
-from shared.tasks import TaskGroupOwner
+from shared.service import BaseService
 
 log = logging.getLogger(__name__)
 
 # Without pressure, still let the senders run this often during a large batch.
 _YIELD_EVERY = 128
+READY_PING_S = 2.0
 
 
-class NotifierService:
-    """Start: Postgres pool (API keys), the hub, the HTTP/WebSocket server, the consumer."""
+class NotifierService(BaseService):
+    """Postgres pool (API keys), the hub, the HTTP/WebSocket server, the consumer.
+
+    Stop: every client stream ends with code 1012 first, then the consumer stops, then the
+    server and the pool close.
+    """
 
     name = "notifier"
 
     def __init__(self, settings: NotifierServiceSettings) -> None:
+        super().__init__(settings)
         self._settings = settings
-        self._tasks = TaskGroupOwner(self.name)
         self.hub = Hub(buffer_size=settings.client_buffer, max_subscriptions=settings.max_subscriptions)
         self._alerts_topic = events.topic_name(settings.kafka_topic_prefix, events.ALERTS_TOPIC)
         self._pool: asyncpg.Pool | None = None
         self._consumer: ConsumerLoop | None = None
-        self._http: HttpServer | None = None
-        self._stopping = False
-
-    @property
-    def failed(self) -> asyncio.Event:
-        """Set when a background task crashed."""
-        return self._tasks.failed
 
     @property
     def consumer(self) -> ConsumerLoop | None:
         """The consumer loop (tests wait on its `assigned` event: it starts at the latest offsets)."""
         return self._consumer
 
-    async def start(self) -> None:
-        """Connect to Postgres, then consume and serve."""
+    async def setup(self) -> None:
+        """Connect to Postgres (fails fast if it does not answer), then consume and serve."""
         s = self._settings
-        self._pool = await pool_for(s)
+        self._pool = await self.open(pool_for(s), close=close_pool)
+        # Runs after the server stopped (closes run in reverse): streams opened during the stop.
+        self.on_close("end the streams opened during the stop", self._end_streams)
         # No group: each replica reads every partition from the newest offset and commits nothing.
         self._consumer = ConsumerLoop(
             s,
@@ -68,27 +67,16 @@ class NotifierService:
             client_id=f"notifier-{socket.gethostname()}-{os.getpid()}",
             auto_offset_reset="latest",
         )
-        self._tasks.spawn("consumer", self._consumer.run())
-        app = build_app(self.hub, self._require_pool, s, self._ready)
-        self._http = HttpServer(app, s.host, s.notifier_port)
-        await self._http.start()
-        self._tasks.spawn("http", self._http.watch())
+        self.spawn("consumer", self._consumer.run(), drain=self._consumer.stop)
+        await self.serve_http(build_app(self.hub, self._require_pool, s, self._ready), s.notifier_port)
 
-    async def stop(self) -> None:
-        """End every client stream (code 1012), stop consuming, then close the server and the pool."""
-        self._stopping = True
+    async def drain(self) -> None:
+        """End every client stream (code 1012: restarting), then let the consumer finish its batch."""
         self.hub.close_all()
-        if self._consumer is not None:
-            self._consumer.stop()
-            await self._tasks.wait("consumer", timeout_s=10)
-        await self._tasks.cancel_all()
-        if self._http is not None:
-            await self._http.stop()
-            self._http = None
-        self.hub.close_all()  # streams that opened during the shutdown
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await close_pool(pool)
+        await super().drain()
+
+    async def _end_streams(self) -> None:
+        self.hub.close_all()
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         # Each event type has its own topic, so one job's events can arrive out of order;
@@ -124,8 +112,7 @@ class NotifierService:
         if self._consumer is None or not self._consumer.assigned.is_set() or self._pool is None:
             return False
         try:
-            await self._pool.fetchval("SELECT 1", timeout=2)
+            await sql.ping(self._pool, timeout_s=READY_PING_S)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
             return False
         return True
-

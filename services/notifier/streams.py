@@ -21,6 +21,7 @@ from services.notifier.protocol import (
     reply_to,
     target_fields,
 )
+from shared.waiting import first_of
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,14 @@ class WebSocketSession:
         sender = asyncio.create_task(self._send_loop(), name="notifier.ws.send")
         receiver = asyncio.create_task(self._receive_loop(), name="notifier.ws.receive")
         closed = asyncio.create_task(buffer.closed.wait(), name="notifier.ws.closed")
-        tasks = (sender, receiver, closed)
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            # Whichever ends first ends the session; first_of cancels and awaits the others.
+            await first_of(sender, receiver, closed)
         finally:
             self._hub.disconnect(self._sub)
-            for task in tasks:
-                task.cancel()
-            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-                if isinstance(outcome, Exception):
-                    log.error("websocket session of tenant %s failed", self._sub.tenant, exc_info=outcome)
+            for task in (sender, receiver, closed):
+                if task.done() and not task.cancelled() and isinstance(task.exception(), Exception):
+                    log.error("websocket session of tenant %s failed", self._sub.tenant, exc_info=task.exception())
         if buffer.close_code is not None and not _saw_disconnect(receiver):
             # The sender may be stuck on a client that reads nothing: the close frame waits for
             # the socket too, so it is bounded; the server then drops the connection.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from services.worker import job_events, outcomes
 from services.worker.context import JobContext
+from services.worker.metrics import HANDLER_DURATION
 from services.worker.registry import Handler
 from shared.dispatch.protocol import Lease
 from shared.events import Envelope
@@ -57,6 +59,33 @@ class Release:
     retry_at_ms: int | None = None  # None: ack
 
 
+async def run_handler(rec: InFlight, fn: Handler | None, timeout_ms: int) -> outcomes.Outcome | None:
+    """The handler's outcome in its own task; None when the worker stopped it (cancel, shutdown, lost lease)."""
+    spec = rec.lease.spec
+    if rec.stop_reason is not None or rec.lost:
+        return None
+    if fn is None:
+        return outcomes.unknown_job_type(spec.job_type)
+    began = time.monotonic()
+    task = rec.handler_task = asyncio.create_task(invoke(fn, rec.ctx, timeout_ms), name=f"handler:{spec.job_id}")
+    try:
+        # asyncio.wait, not `await task`: the handler's cancellation must not cancel us.
+        await asyncio.wait({task})
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        HANDLER_DURATION.labels(spec.job_type).observe(time.monotonic() - began)
+    if task.cancelled():
+        if rec.stop_reason is not None or rec.lost:
+            return None
+        return outcomes.from_exception(asyncio.CancelledError("handler cancelled itself"))
+    exc = task.exception()
+    if exc is not None:  # BaseException subclasses invoke() does not catch
+        return outcomes.from_exception(exc)
+    return task.result()
+
+
 async def invoke(fn: Handler, ctx: JobContext, timeout_ms: int) -> outcomes.Outcome:
     """Run one handler under its timeout and map whatever happens to an Outcome."""
     deadline = asyncio.timeout(timeout_ms / 1000)
@@ -67,7 +96,7 @@ async def invoke(fn: Handler, ctx: JobContext, timeout_ms: int) -> outcomes.Outc
         # A TimeoutError the handler raised itself is its own error, not our deadline.
         return outcomes.timed_out(timeout_ms) if deadline.expired() else outcomes.from_exception(exc)
     except Exception as exc:
-        log.info("job %s (%s) attempt %d raised %r", ctx.job_id, ctx.job_type, ctx.attempt, exc)
+        log.info("handler of %s raised %r", ctx.job_type, exc, extra=ctx.log_fields())
         return outcomes.from_exception(exc)
     return outcomes.success(result)
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from services.worker.metrics import PROGRESS_DROPPED
+from shared.logs import job_fields
 from shared.models import JobSpec
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,14 @@ class JobContext:
     def tenant(self) -> str:
         return self.spec.tenant
 
+    def log_fields(self) -> dict[str, object]:
+        """`extra=` fields tying a log line to this attempt (`log.info("...", extra=ctx.log_fields())`)."""
+        spec = self.spec
+        return job_fields(
+            spec.job_id, queue=spec.queue, attempt=spec.attempt, worker_id=self.worker_id,
+            traceparent=spec.trace_parent,
+        )
+
     async def report_progress(self, percent: float, message: str | None = None) -> None:
         """Publish progress without waiting for Kafka; reports made while one is in flight coalesce."""
         self._latest = (max(0.0, min(100.0, float(percent))), message)
@@ -111,7 +121,9 @@ class JobContext:
             try:
                 await self._sink(percent, message)
             except Exception as exc:
-                log.debug("progress of %s dropped: %r", self.job_id, exc)
+                # Progress is advisory and the next report supersedes it: count it, never fail the job.
+                PROGRESS_DROPPED.inc()
+                log.debug("progress report dropped: %r", exc, extra=self.log_fields())
 
     async def close(self) -> None:
         """Drop pending progress: the attempt's outcome event supersedes it."""

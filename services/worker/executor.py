@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 
@@ -17,19 +16,21 @@ import httpx
 from opentelemetry import trace
 from redis.exceptions import RedisError
 
-from services.worker import job_events, outcomes
-from services.worker.attempt import InFlight, Release, StopReason, conclude, invoke
+from services.worker import job_events
+from services.worker.attempt import InFlight, Release, StopReason, conclude, run_handler
 from services.worker.coalescer import Coalescer
 from services.worker.context import JobContext
-from services.worker.metrics import HANDLER_DURATION, IN_FLIGHT, JOBS_PROCESSED, LEASES_LOST
+from services.worker.metrics import IN_FLIGHT, JOBS_PROCESSED, LEASES_LOST
 from services.worker.publisher import EventSink
 from services.worker.registry import Registry
+from shared.backoff import Backoff
 from shared.dispatch.protocol import Dispatcher, Lease
 from shared.events import utcnow
 from shared.telemetry import tracer
 
 log = logging.getLogger(__name__)
 
+RELEASE_RETRY_FIRST_S = 0.1
 RELEASE_RETRY_MAX_S = 5.0
 
 
@@ -60,6 +61,7 @@ class Executor:
         self._jobs: dict[uuid.UUID, InFlight] = {}
         self._running = 0  # jobs not yet past their handler
         self._slot_freed = asyncio.Event()
+        self._intake_stopped = False
         # Jobs finishing together share one ack script call.
         self._acks: Coalescer[Lease] = Coalescer("acks", dispatcher.ack)
         # A span per job costs ~15% of the hot path; only pay for it when spans go somewhere.
@@ -77,10 +79,18 @@ class Executor:
         return min(self.concurrency - self._running, 2 * self.concurrency - len(self._jobs))
 
     async def wait_for_slot(self) -> None:
-        """Return once at least one slot is free."""
-        while self.free_slots() <= 0:
+        """Return once at least one slot is free, or once `stop_intake()` was called."""
+        while self.free_slots() <= 0 and not self._intake_stopped:
             self._slot_freed.clear()
             await self._slot_freed.wait()
+
+    def stop_intake(self) -> None:
+        """The worker is stopping: release a fetcher waiting for a slot so it sees the stop.
+
+        This wakes the hot wait directly, rather than racing every wait against a stop event.
+        """
+        self._intake_stopped = True
+        self._slot_freed.set()
 
     def leases(self) -> list[Lease]:
         """Every lease held right now (releasing ones too: their deadline must not lapse)."""
@@ -115,7 +125,7 @@ class Executor:
             # A lease acked while the heartbeat ran also reads as lost: ignore releasing jobs.
             if rec is None or rec.releasing or rec.lease.token != tokens.get(job_id):
                 continue
-            log.warning("lease of job %s lost (expired and taken over); abandoning it", job_id)
+            log.warning("lease lost (expired and taken over); abandoning the job", extra=rec.ctx.log_fields())
             self._lose(rec)
 
     def cancel(self, job_ids: Iterable[uuid.UUID]) -> None:
@@ -124,7 +134,7 @@ class Executor:
             rec = self._jobs.get(job_id)
             if rec is None or rec.lost or rec.releasing or rec.stop_reason is not None or not rec.handler_pending:
                 continue
-            log.info("job %s cancelled while running; stopping its handler", job_id)
+            log.info("cancelled while running; stopping the handler", extra=rec.ctx.log_fields())
             rec.stop_reason = StopReason.CANCELLED
             rec.interrupt("cancelled")
 
@@ -150,7 +160,7 @@ class Executor:
         """Cancel whatever is left (Kafka or Redis unreachable); those leases expire and are requeued."""
         tasks = [rec.task for rec in self._jobs.values() if rec.task is not None and not rec.task.done()]
         for rec in self._jobs.values():
-            log.warning("abandoning job %s; its lease will expire and be requeued", rec.lease.job_id)
+            log.warning("abandoning the job; its lease will expire and be requeued", extra=rec.ctx.log_fields())
         for task in tasks:
             task.cancel()
         if tasks:
@@ -179,10 +189,7 @@ class Executor:
         rec.interrupt("lease_lost")
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            assert exc is not None
-            log.error("job task %s crashed", task.get_name(), exc_info=exc)
+        if not task.cancelled() and (exc := task.exception()) is not None:
             self._on_crash(exc)
 
     async def _supervise(self, rec: InFlight) -> None:
@@ -196,6 +203,10 @@ class Executor:
                     attributes={"job.id": str(spec.job_id), "job.queue": spec.queue, "job.attempt": spec.attempt},
                 ):
                     await self._run(rec)
+        except Exception:
+            # Logged here, where the job is known; `_on_done` then fails the worker.
+            log.error("job task crashed", exc_info=True, extra=rec.ctx.log_fields())
+            raise
         finally:
             self._finish(rec)
             await rec.ctx.close()
@@ -219,7 +230,7 @@ class Executor:
         ):
             JOBS_PROCESSED.labels(spec.queue, "lost").inc()
             return
-        outcome = await self._execute(rec)
+        outcome = await run_handler(rec, self._registry.get(spec.job_type), spec.timeout_ms or self._default_timeout_ms)
         self._finish(rec)
         if rec.lost:
             JOBS_PROCESSED.labels(spec.queue, "lost").inc()
@@ -231,46 +242,19 @@ class Executor:
         rec.releasing = True
         await self._release(rec, release)
 
-    async def _execute(self, rec: InFlight) -> outcomes.Outcome | None:
-        """The handler's outcome; None when the worker stopped it (cancel, shutdown, lost lease)."""
-        spec = rec.lease.spec
-        if rec.stop_reason is not None or rec.lost:
-            return None
-        fn = self._registry.get(spec.job_type)
-        if fn is None:
-            return outcomes.unknown_job_type(spec.job_type)
-        timeout_ms = spec.timeout_ms or self._default_timeout_ms
-        began = time.monotonic()
-        task = rec.handler_task = asyncio.create_task(invoke(fn, rec.ctx, timeout_ms), name=f"handler:{spec.job_id}")
-        try:
-            # asyncio.wait, not `await task`: the handler's cancellation must not cancel us.
-            await asyncio.wait({task})
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        finally:
-            HANDLER_DURATION.labels(spec.job_type).observe(time.monotonic() - began)
-        if task.cancelled():
-            if rec.stop_reason is not None or rec.lost:
-                return None
-            return outcomes.from_exception(asyncio.CancelledError("handler cancelled itself"))
-        exc = task.exception()
-        if exc is not None:  # BaseException subclasses invoke() does not catch
-            return outcomes.from_exception(exc)
-        return task.result()
-
     async def _release(self, rec: InFlight, release: Release) -> None:
         """Ack or retry_later, retried while Redis is unreachable (the heartbeat keeps the lease)."""
-        delay = 0.1
+        backoff: Backoff | None = None  # made on the first failure only: this runs once per job
         while True:
             try:
                 if release.retry_at_ms is None:
                     await self._acks.submit(rec.lease)
                 elif not await self._dispatcher.retry_later(rec.lease, release.retry_at_ms):
-                    log.warning("job %s: lease no longer owned at release", rec.lease.job_id)
+                    log.warning("lease no longer owned at release", extra=rec.ctx.log_fields())
                 break
             except (RedisError, OSError) as exc:
-                log.warning("releasing job %s failed, retrying in %.1fs: %r", rec.lease.job_id, delay, exc)
+                backoff = backoff or Backoff(RELEASE_RETRY_FIRST_S, RELEASE_RETRY_MAX_S)
+                delay = backoff.next_delay()
+                log.warning("releasing the lease failed, retrying in %.1fs: %r", delay, exc, extra=rec.ctx.log_fields())
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, RELEASE_RETRY_MAX_S)
         JOBS_PROCESSED.labels(rec.lease.spec.queue, release.label).inc()

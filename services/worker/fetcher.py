@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
 from services.worker.executor import Executor
+from shared.backoff import Backoff
 from shared.dispatch.protocol import Dispatcher
+from shared.logs import job_fields
+from shared.waiting import unless
 
 log = logging.getLogger(__name__)
 
 WAKE_WAIT_S = 1.0
+ERROR_BACKOFF_FIRST_S = 0.1
 ERROR_BACKOFF_MAX_S = 5.0
 
 
@@ -41,6 +44,7 @@ class Fetcher:
         self._dispatcher = dispatcher
         self._executor = executor
         self._worker_id = worker_id
+        self._log_fields = job_fields(worker_id=worker_id)
         self._dynamic = not queues
         self._queues: list[str] = list(queues)
         self._lease_ms = lease_ms
@@ -62,20 +66,21 @@ class Fetcher:
 
     async def run(self) -> None:
         """Fetch until stopped; Redis errors back off and retry rather than kill the worker."""
-        backoff = 0.1
+        backoff = Backoff(ERROR_BACKOFF_FIRST_S, ERROR_BACKOFF_MAX_S)
         while not self._stopping.is_set():
             try:
                 await self._step()
-                backoff = 0.1
+                backoff.reset()
             except (RedisError, OSError) as exc:
-                log.warning("fetch failed, retrying in %.1fs: %r", backoff, exc)
-                await self._until_stop(asyncio.sleep(backoff))
-                backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
+                log.warning("fetch failed, backing off: %r", exc, extra=self._log_fields)
+                await backoff.sleep(self._stopping)
 
     async def _step(self) -> None:
         free = self._executor.free_slots()
         if free <= 0:
-            await self._until_stop(self._executor.wait_for_slot())
+            # Not raced against `stopping` (that costs a task per wait, on the busiest path):
+            # the service's drain calls executor.stop_intake(), which ends this wait.
+            await self._executor.wait_for_slot()
             return
         if self._dynamic and time.monotonic() >= self._next_refresh:
             await self._refresh()
@@ -85,8 +90,9 @@ class Fetcher:
             return  # there may be more: pop again as soon as slots free up
         if taken == 0 and woke and self._dynamic and await self._refresh():
             return  # the wake was for a queue we did not know yet: pop it now
-        # Every served queue is empty: block until a push or promotion signals work.
-        await self._until_stop(self._dispatcher.wait_for_work(WAKE_WAIT_S))
+        # Every served queue is empty: block until a push or promotion signals work, or the stop.
+        # A Redis error propagates, for run() to back off on.
+        await unless(self._stopping, self._dispatcher.wait_for_work(WAKE_WAIT_S))
         self._woke = True
 
     async def _pop(self, count: int) -> int:
@@ -106,23 +112,6 @@ class Fetcher:
         self._next_refresh = time.monotonic() + self._refresh_interval_s
         changed = queues != self._queues
         if changed:
-            log.info("serving queues: %s", ", ".join(queues) or "(none yet)")
+            log.info("serving queues: %s", ", ".join(queues) or "(none yet)", extra=self._log_fields)
             self._queues = queues
         return changed
-
-    async def _until_stop(self, waitable: Coroutine[Any, Any, object]) -> None:
-        """Await `waitable`, giving up at once when the worker starts stopping."""
-        if self._stopping.is_set():
-            waitable.close()
-            return
-        work = asyncio.ensure_future(waitable)
-        stop = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not work.done():
-                work.cancel()
-                await asyncio.wait({work})
-        if not work.cancelled():
-            work.result()  # re-raises a Redis error for run() to back off on

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from services.worker.executor import Executor
 from shared.dispatch.protocol import Dispatcher, now_ms
+from shared.logs import job_fields
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Heartbeat:
         self._dispatcher = dispatcher
         self._executor = executor
         self._worker_id = worker_id
+        self._log_fields = job_fields(worker_id=worker_id)
         self._lease_ms = lease_ms
         self.interval_s = lease_ms / 3000
         self._describe = describe
@@ -95,14 +97,14 @@ class Heartbeat:
                 pipe.zrem(keys.workers, self._worker_id)
                 await asyncio.wait_for(pipe.execute(), timeout=REGISTRY_CALL_TIMEOUT_S)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("could not remove the worker registry entry: %r", exc)
+            log.warning("could not remove the worker registry entry: %r", exc, extra=self._log_fields)
 
     async def _guard(self, what: str, step: Coroutine[Any, Any, None]) -> bool:
         try:
             await step
             return True
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("%s failed (will retry): %r", what, exc)
+            log.warning("%s failed (will retry): %r", what, exc, extra=self._log_fields)
             return False
 
 

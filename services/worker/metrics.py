@@ -20,3 +20,6 @@ PUBLISH_RETRIES = Counter(
     "conveyor_worker_publish_retries_total", "Event publishes retried because Kafka did not acknowledge."
 )
 LEASES_LOST = Counter("conveyor_worker_leases_lost_total", "Leases another worker took over after expiry.")
+PROGRESS_DROPPED = Counter(
+    "conveyor_worker_progress_dropped_total", "Progress reports dropped because Kafka did not acknowledge them."
+)

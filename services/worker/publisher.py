@@ -8,9 +8,11 @@ from collections.abc import Callable, Sequence
 
 from services.worker.coalescer import Coalescer
 from services.worker.metrics import PUBLISH_RETRIES
+from shared.backoff import Backoff
 from shared.errors import EventPublishError
 from shared.events import Envelope
 from shared.kafka.producer import EventProducer, OutgoingMessage, message_for
+from shared.logs import job_fields
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +23,11 @@ RETRY_MAX_S = 5.0
 class EventSink:
     """Sends envelopes through one producer; concurrent sends share a flush."""
 
-    def __init__(self, producer: EventProducer) -> None:
+    def __init__(self, producer: EventProducer, *, worker_id: str | None = None) -> None:
         # Several flushes at once: the producer batches on the wire itself (linger), and a
         # flush waiting for its ack must not hold back the jobs that finish meanwhile.
         self._coalescer: Coalescer[OutgoingMessage] = Coalescer("events", producer.publish, max_in_flight=8)
+        self._worker_id = worker_id
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """One try; raises EventPublishError when Kafka did not acknowledge."""
@@ -37,17 +40,21 @@ class EventSink:
 
     async def publish_until_acked(self, envelopes: Sequence[Envelope], give_up: Callable[[], bool]) -> bool:
         """Retry with bounded backoff until acknowledged (True) or `give_up()` says stop (False)."""
-        delay = RETRY_FIRST_S
+        backoff: Backoff | None = None  # made on the first failure only: this runs twice per job
         while not give_up():
             try:
                 await self.publish(envelopes)
                 return True
             except EventPublishError as exc:
                 PUBLISH_RETRIES.inc()
-                log.warning("publishing %s of job %s failed, retrying in %.1fs: %s",
-                            envelopes[0].type, envelopes[0].job_id, delay, exc)
+                backoff = backoff or Backoff(RETRY_FIRST_S, RETRY_MAX_S)
+                delay = backoff.next_delay()
+                first = envelopes[0]
+                log.warning("publishing %s failed, retrying in %.1fs: %s", first.type, delay, exc, extra=job_fields(
+                    first.job_id, queue=first.queue, attempt=first.attempt, worker_id=self._worker_id,
+                    traceparent=first.trace_parent,
+                ))
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
         return False
 
     async def close(self) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from shared.db.pool import create_pool
 from shared.events import Envelope, EventType, topic_name
 from shared.kafka.producer import EventProducer
 from shared.settings import AnalyticsSettings
+from tests.integration.worker.support import poll_until
 
 T0 = datetime(2024, 5, 1, 10, 0, 5, tzinfo=UTC)
 MINUTE = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -31,14 +32,6 @@ def envelope(kind: EventType, job: uuid.UUID, at: datetime, *, queue: str = "ema
              tenant: str = "default", **data: Any) -> Envelope:
     return Envelope(type=kind, job_id=job, queue=queue, job_type="send", attempt=attempt, occurred_at=at,
                     data=data, tenant=tenant)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -> None:
-    """Wait until `await check()` is true."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def metric(name: str, labels: dict[str, str] | None = None) -> float:
@@ -108,7 +101,7 @@ async def test_events_land_in_the_audit_log_and_the_minute_counters(
     # Published newest first: the log's order comes from occurredAt, not from arrival.
     await producer.publish_events(list(reversed(lifecycle)) + elsewhere)
 
-    await eventually(lambda: _has(pool, 8))
+    await poll_until(lambda: _has(pool, 8), timeout_s=20)
     rows = await pool.fetch(
         "SELECT event_id, type, tenant, queue, job_type, attempt, occurred_at, envelope FROM job_events"
         " WHERE job_id = $1 ORDER BY occurred_at", job)
@@ -147,7 +140,7 @@ async def test_a_redelivered_event_is_stored_and_counted_once(
     job = uuid.uuid4()
     done = envelope(EventType.COMPLETED, job, T0, durationMs=250)
     await producer.publish_events([done])
-    await eventually(lambda: _has(pool, 1))
+    await poll_until(lambda: _has(pool, 1), timeout_s=20)
     dupes_before = metric("conveyor_analytics_duplicates_skipped_total")
 
     # The same event twice more (a producer retry, a redelivery), then a new one of the same
@@ -155,7 +148,7 @@ async def test_a_redelivered_event_is_stored_and_counted_once(
     later = envelope(EventType.COMPLETED, job, T0 + timedelta(seconds=1), attempt=2, durationMs=50)
     await producer.publish_events([done, done])
     await producer.publish_events([later])
-    await eventually(lambda: _has(pool, 2))
+    await poll_until(lambda: _has(pool, 2), timeout_s=20)
 
     assert await count_events(pool) == 2
     assert await stats(pool) == {("emails", MINUTE, "completed"): (2, 300)}
@@ -177,7 +170,7 @@ async def test_junk_records_are_skipped_without_stalling(
         await raw.stop()
     good = envelope(EventType.COMPLETED, job, T0, durationMs=10)
     await producer.publish_events([good])
-    await eventually(lambda: _has(pool, 1))
+    await poll_until(lambda: _has(pool, 1), timeout_s=20)
     assert await pool.fetchval("SELECT event_id FROM job_events") == good.event_id
     assert metric("conveyor_analytics_records_undecodable_total") >= 4
 
@@ -194,13 +187,20 @@ async def test_recorder_batch_dedupes_within_and_across_batches(pool: asyncpg.Po
     assert await stats(pool) == {("emails", MINUTE, "completed"): (1, 100), ("emails", MINUTE, "failed"): (1, 0)}
 
 
-async def test_an_event_postgres_refuses_is_skipped_alone(pool: asyncpg.Pool) -> None:
+async def test_an_event_postgres_refuses_is_skipped_alone(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
     recorder = EventRecorder(pool)
     job = uuid.uuid4()
     poison = envelope(EventType.PROGRESS, job, T0, message="nul \u0000 inside")  # jsonb rejects \u0000
     fine = [envelope(EventType.STARTED, job, T0), envelope(EventType.COMPLETED, job, T0, durationMs=5)]
-    result = await recorder.record([fine[0], poison, fine[1]])
+    with caplog.at_level(logging.ERROR, logger="services.analytics.recorder"):
+        result = await recorder.record([fine[0], poison, fine[1]])
     assert (result.inserted_total, result.rejected) == (2, 1)
+    # The skip is logged with the job's fields, for an operator filtering one job's story.
+    [record] = caplog.records
+    assert (record.job_id, record.event_id, record.queue) == (  # type: ignore[attr-defined]
+        str(job), str(poison.event_id), "emails")
     ids = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM job_events")}
     assert ids == {e.event_id for e in fine}
 

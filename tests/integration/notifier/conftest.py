@@ -20,7 +20,7 @@ NotifierFactory = Callable[..., contextlib.AbstractAsyncContextManager[NotifierS
 @pytest.fixture
 def notifier_settings(database_url: str, kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str]
                       ) -> Callable[..., NotifierServiceSettings]:
-    """Settings for a notifier of this test; keyword overrides win."""
+    """Settings for a notifier of this test (auth required, as by default); keyword overrides win."""
 
     def make(**overrides: Any) -> NotifierServiceSettings:
         base: dict[str, Any] = dict(
@@ -55,8 +55,8 @@ def start_notifier(notifier_settings: Callable[..., NotifierServiceSettings]) ->
 
 @pytest.fixture
 async def notifier(start_notifier: NotifierFactory) -> AsyncIterator[NotifierService]:
-    """A notifier with default settings."""
-    async with start_notifier() as service:
+    """A notifier with auth turned off (allowed on its loopback host): the protocol tests connect without a key."""
+    async with start_notifier(auth_required=False) as service:
         yield service
 
 

@@ -12,21 +12,35 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from shared.auth.keys import create_api_key
+from shared.auth.principal import Scope
 from shared.events import EventType
 from shared.kafka.producer import EventProducer
 from shared.settings import CommonSettings
 from tests.fixtures.cluster import Cluster
 from tests.integration.notifier.helpers import job_event
+from tests.integration.worker.support import poll_until
+
+
+async def read_key(database_url: str) -> str:
+    """A real API key of the default tenant with the `read` scope (the notifier requires one by default)."""
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        return await create_api_key(conn, "default", frozenset({Scope.READ}), "process-test")
+    finally:
+        await conn.close()
 
 
 @pytest.mark.cluster(services=("analytics", "notifier"))
 async def test_events_reach_the_audit_log_and_the_stream(cluster: Cluster) -> None:
     settings = CommonSettings(kafka_bootstrap_servers=cluster.kafka_bootstrap, kafka_topic_prefix=cluster.topic_prefix)
+    key = await read_key(cluster.database_url)
     producer = EventProducer(settings, client_id="process-test")
     await producer.start()
     try:
         # Ready means the notifier holds its partitions, so nothing produced from now on is missed.
-        async with connect(f"{cluster.notifier_url}/ws", open_timeout=10) as ws:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with connect(f"{cluster.notifier_url}/ws", open_timeout=10, additional_headers=headers) as ws:
             await ws.send('{"type": "subscribe", "queue": "emails"}')
             assert orjson.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "subscribed", "queue": "emails"}
             done = job_event(EventType.COMPLETED, uuid.uuid4(), durationMs=42)
@@ -38,10 +52,11 @@ async def test_events_reach_the_audit_log_and_the_stream(cluster: Cluster) -> No
             conn = await asyncpg.connect(cluster.database_url, timeout=10)
             try:
                 stored = "SELECT count(*) FROM job_events WHERE event_id = $1"
-                for _ in range(200):
-                    if await conn.fetchval(stored, done.event_id):
-                        break
-                    await asyncio.sleep(0.1)
+
+                async def recorded() -> bool:
+                    return bool(await conn.fetchval(stored, done.event_id))
+
+                await poll_until(recorded, timeout_s=20, every_s=0.1)
                 assert await conn.fetchval(stored, done.event_id) == 1
                 assert await conn.fetchval("SELECT duration_ms_sum FROM queue_minute_stats") == 42
             finally:

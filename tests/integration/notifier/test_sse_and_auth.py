@@ -76,7 +76,8 @@ async def keys(database_url: str) -> AsyncIterator[dict[str, str]]:
 async def test_tenants_only_see_their_own_events(
     start_notifier: NotifierFactory, producer: EventProducer, keys: dict[str, str]
 ) -> None:
-    async with start_notifier(auth_required=True) as notifier:
+    async with start_notifier() as notifier:  # auth required: the default
+        assert notifier._settings.auth_required
         headers = {"Authorization": f"Bearer {keys['default']}"}
         async with client(notifier, additional_headers=headers) as mine, \
                 client(notifier, f"?token={keys['other']}") as theirs:
@@ -103,7 +104,8 @@ async def test_tenants_only_see_their_own_events(
 async def test_handshakes_without_a_valid_key_are_refused(
     start_notifier: NotifierFactory, keys: dict[str, str]
 ) -> None:
-    async with start_notifier(auth_required=True) as notifier:
+    async with start_notifier() as notifier:  # auth required: the default
+        assert notifier._settings.auth_required
         for query, headers, status in (
             ("", {}, 401),
             ("?token=cvk_wrong", {}, 401),
@@ -119,9 +121,9 @@ async def test_handshakes_without_a_valid_key_are_refused(
 
 
 async def test_without_auth_required_an_anonymous_client_is_the_default_tenant(
-    notifier: NotifierService, producer: EventProducer
+    start_notifier: NotifierFactory, producer: EventProducer
 ) -> None:
-    async with client(notifier) as ws:
+    async with start_notifier(auth_required=False) as notifier, client(notifier) as ws:
         await request(ws, {"type": "subscribe", "all": True})
         ours = job_event(EventType.SUBMITTED, uuid.uuid4(), attempt=0)
         await producer.publish_events([job_event(EventType.SUBMITTED, uuid.uuid4(), tenant="other"), ours])

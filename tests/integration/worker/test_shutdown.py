@@ -50,8 +50,8 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_0(
             await proc.wait()
     assert rc == 0, log.read_bytes().decode()
     assert await tap.wait_terminal(spec.job_id) == [(S, 1), (C, 1)]
-    await asyncio.sleep(0.3)
-    assert tap.kinds(spec.job_id) == [(S, 1), (C, 1)]  # nothing requeued
+    await asyncio.sleep(0.3)  # the behaviour under test: nothing is requeued afterwards
+    assert tap.kinds(spec.job_id) == [(S, 1), (C, 1)]
     assert await dispatcher.held([spec.job_id]) == set()
     assert await redis.zcard(dispatcher.keys.delayed) == 0
     assert await dispatcher.depth("q") == 0
@@ -108,3 +108,20 @@ async def test_sigkill_leaves_the_lease_until_it_expires_then_another_worker_run
     assert kinds == [(S, 1), (S, 2), (C, 2)]
     final = tap.of(spec.job_id)[-1]
     assert final.data["workerId"] == second.worker_id and final.data["result"] == {"sleptMs": 2000}
+
+
+async def test_a_fetch_loop_waiting_for_a_free_slot_ends_at_once_on_stop(
+    env: Env, dispatcher: Dispatcher, tap: EventTap
+) -> None:
+    spec = job("sleep", {"ms": 30_000})
+    async with running_worker(env.settings(worker_concurrency=1, drain_timeout_s=0.5)) as worker:
+        await dispatcher.push([(spec, 0)])
+        await tap.wait_for(lambda: (S, 1) in tap.kinds(spec.job_id))  # every slot is taken
+        fetch = worker._fetch_task
+        assert fetch is not None and not fetch.done()
+        began = time.monotonic()
+    # The fetch loop left by itself (not cancelled after FETCH_STOP_S), so the stop took about
+    # the drain timeout plus the hand-back.
+    assert fetch.done() and not fetch.cancelled() and fetch.exception() is None
+    assert time.monotonic() - began < 2.0
+    await tap.wait_for(lambda: (R, 1) in tap.kinds(spec.job_id))

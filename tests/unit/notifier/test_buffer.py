@@ -64,13 +64,14 @@ def test_first_close_reason_wins() -> None:
 async def test_get_waits_for_a_message_and_wakes_on_close() -> None:
     buf = ClientBuffer(3)
     getter = asyncio.create_task(buf.get())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # the behaviour under test: get() keeps waiting while the buffer is empty
     assert not getter.done()
     buf.put("hello")
     assert await asyncio.wait_for(getter, 1) == "hello"
 
     getter = asyncio.create_task(buf.get())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # as above: parked in get() when the close comes
+    assert not getter.done()
     buf.close(1012, "bye")
     with pytest.raises(BufferClosed):
         await asyncio.wait_for(getter, 1)

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from services.notifier.messages import JOB_MESSAGE, alert_delivery, job_delivery
+from services.notifier.messages import alert_delivery, job_delivery
 from shared.events import Envelope, EventType
 
+# Stated from DESIGN, not copied from messages.JOB_MESSAGE: the message type of §7 and the job's
+# status after the event (§4 lifecycle). Clients and the dashboard switch on these exact strings.
 EXPECTED = {
     EventType.SUBMITTED: ("job_update", "pending"),
     EventType.DISPATCHED: ("job_update", "queued"),
@@ -23,11 +25,7 @@ EXPECTED = {
 }
 
 
-def test_every_event_type_has_a_message() -> None:
-    assert JOB_MESSAGE == EXPECTED
-
-
-@pytest.mark.parametrize("kind", list(EventType))
+@pytest.mark.parametrize("kind", list(EventType))  # every event type has a message
 def test_job_message_shape(kind: EventType) -> None:
     env = Envelope(type=kind, job_id=uuid.uuid4(), queue="emails", job_type="send", attempt=2,
                    occurred_at=datetime(2024, 5, 1, 10, 0, 5, 123000, tzinfo=UTC), data={"x": [1, "two"]},

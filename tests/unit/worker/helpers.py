@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,9 +24,25 @@ class ProgressLog:
 
     def __init__(self) -> None:
         self.reports: list[tuple[float, str | None]] = []
+        self._changed = asyncio.Event()
 
     async def __call__(self, percent: float, message: str | None) -> None:
         self.reports.append((percent, message))
+        self._changed.set()
+
+    async def wait_for(self, count: int, timeout_s: float = 2.0) -> None:
+        """Until at least `count` reports arrived (progress is sent by a task of its own)."""
+        async with asyncio.timeout(timeout_s):
+            while len(self.reports) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def until(check: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    """Until `check()` holds, re-checked every millisecond; for state that offers no event to wait on."""
+    async with asyncio.timeout(timeout_s):
+        while not check():  # noqa: ASYNC110 (nothing to wait on but the state itself)
+            await asyncio.sleep(0.001)
 
 
 def make_ctx(

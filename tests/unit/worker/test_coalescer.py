@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from services.worker.coalescer import Coalescer
+from tests.unit.worker.helpers import until
 
 
 async def test_calls_made_together_share_one_flush_and_later_ones_the_next() -> None:
@@ -20,9 +21,9 @@ async def test_calls_made_together_share_one_flush_and_later_ones_the_next() -> 
 
     c: Coalescer[int] = Coalescer("t", flush)
     first = [asyncio.create_task(c.submit(i)) for i in range(5)]
-    await asyncio.sleep(0.01)
+    await until(lambda: len(batches) == 1)
     second = [asyncio.create_task(c.submit(i)) for i in range(5, 8)]
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # the behaviour under test: no second flush starts meanwhile
     assert batches == [[0, 1, 2, 3, 4]]  # the second group waits for the flush in flight
     gate.set()
     await asyncio.gather(*first, *second)
@@ -55,7 +56,7 @@ async def test_max_batch_splits_and_close_cancels_waiters() -> None:
 
     c: Coalescer[int] = Coalescer("t", flush, max_batch=2)
     waiters = [asyncio.create_task(c.submit(i)) for i in range(3)]
-    await asyncio.sleep(0.01)
+    await until(lambda: sizes == [2])
     await c.close()
     for w in waiters:
         with pytest.raises(asyncio.CancelledError):
@@ -76,10 +77,12 @@ async def test_several_flushes_may_run_at_once_when_allowed() -> None:
         active -= 1
 
     c: Coalescer[int] = Coalescer("t", flush, max_in_flight=2)
-    waiters = []
-    for i in range(4):  # four ticks, four would-be batches
-        waiters.append(asyncio.create_task(c.submit(i)))
-        await asyncio.sleep(0.005)
+    waiters = [asyncio.create_task(c.submit(0))]
+    await until(lambda: active == 1)
+    waiters.append(asyncio.create_task(c.submit(1)))  # a later tick: a batch of its own
+    await until(lambda: active == 2)
+    waiters += [asyncio.create_task(c.submit(i)) for i in (2, 3)]
+    await asyncio.sleep(0.01)  # the behaviour under test: no third flush starts meanwhile
     assert peak == 2
     gate.set()
     await asyncio.gather(*waiters)

@@ -1,8 +1,12 @@
-"""The job context: cancel signal and coalesced progress."""
+"""The job context: cancel signal, coalesced progress, and what a failing progress sink leads to."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
+from prometheus_client import REGISTRY
 
 from services.worker.context import CancelSignal
 from tests.unit.worker.helpers import ProgressLog, make_ctx, make_spec
@@ -21,34 +25,65 @@ async def test_cancel_signal_is_a_flag_and_an_awaitable() -> None:
 
 async def test_progress_reports_coalesce_while_one_is_in_flight() -> None:
     gate = asyncio.Event()
-    seen: list[float] = []
+    seen = ProgressLog()
 
     async def slow_sink(percent: float, message: str | None) -> None:
-        seen.append(percent)
+        await seen(percent, message)
         await gate.wait()
 
     ctx = make_ctx(make_spec(), sink=slow_sink)
     await ctx.report_progress(10)
-    await asyncio.sleep(0.01)  # 10 is now in flight
+    await seen.wait_for(1)  # 10 is now in flight
     for p in (20, 30, 40):
         await ctx.report_progress(p)
     gate.set()
-    await asyncio.sleep(0.01)
-    assert seen == [10, 40]  # 20 and 30 were superseded while 10 was in flight
+    await seen.wait_for(2)
+    # 20 and 30 were superseded while 10 was in flight (the sink records in send order).
+    assert [p for p, _ in seen.reports] == [10, 40]
     await ctx.close()
 
 
-async def test_progress_clamps_and_a_failing_sink_does_not_raise() -> None:
+async def test_progress_is_clamped_to_0_100() -> None:
     log = ProgressLog()
     ctx = make_ctx(make_spec(), sink=log)
     await ctx.report_progress(150, "over")
-    await asyncio.sleep(0.01)
-    assert log.reports == [(100.0, "over")]
+    await log.wait_for(1)
+    await ctx.report_progress(-3)
+    await log.wait_for(2)
+    assert log.reports == [(100.0, "over"), (0.0, None)]
+    await ctx.close()
 
-    async def broken(percent: float, message: str | None) -> None:
-        raise RuntimeError("kafka down")
 
-    ctx = make_ctx(make_spec(), sink=broken)
-    await ctx.report_progress(5)
-    await asyncio.sleep(0.01)
+def _dropped() -> float:
+    return REGISTRY.get_sample_value("conveyor_worker_progress_dropped_total") or 0.0
+
+
+async def test_a_failing_sink_is_counted_and_logged_and_later_reports_still_go_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    delivered = ProgressLog()
+    failed = asyncio.Event()
+
+    async def kafka_down_once(percent: float, message: str | None) -> None:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("kafka down")
+        await delivered(percent, message)
+
+    spec = make_spec()
+    ctx = make_ctx(spec, sink=kafka_down_once)
+    before = _dropped()
+    with caplog.at_level(logging.DEBUG, logger="services.worker.context"):
+        await ctx.report_progress(5)  # the handler is never disturbed: no raise here
+        await asyncio.wait_for(failed.wait(), 2)
+        await ctx.report_progress(6)
+        await delivered.wait_for(1)
+
+    # The failed report is dropped, not retried: only the next one arrives.
+    assert delivered.reports == [(6.0, None)]
+    assert _dropped() == before + 1
+    [record] = [r for r in caplog.records if r.name == "services.worker.context"]
+    assert "kafka down" in record.getMessage()
+    assert (record.job_id, record.queue, record.attempt, record.worker_id) == (  # type: ignore[attr-defined]
+        str(spec.job_id), "q", 1, "w-test")
     await ctx.close()
