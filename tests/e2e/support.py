@@ -19,8 +19,8 @@ TERMINAL = {"completed", "failed", "cancelled"}
 
 
 def api(cluster: Cluster) -> httpx.AsyncClient:
-    """A client of the cluster's API (the default admin principal: auth is off in tests)."""
-    return httpx.AsyncClient(base_url=f"{cluster.api_url}/api/v1", timeout=10)
+    """A client of the cluster's API, sending the cluster's admin key (auth is on, as by default)."""
+    return httpx.AsyncClient(base_url=f"{cluster.api_url}/api/v1", headers=cluster.auth_headers, timeout=10)
 
 
 async def submit(client: httpx.AsyncClient, **job: Any) -> str:

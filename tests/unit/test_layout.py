@@ -34,6 +34,9 @@ def test_no_service_imports_another() -> None:
                         assert parts[1] == name, f"{path} imports {module}"
 
 
+LOOPBACK_UNLESS_CHANGED = "${CONVEYOR_PUBLISH_HOST:-127.0.0.1}:"
+
+
 def test_compose_matches_the_design_ports_and_waits_for_health() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
@@ -41,7 +44,7 @@ def test_compose_matches_the_design_ports_and_waits_for_health() -> None:
     for name, port in expected.items():
         svc = services[name]
         assert svc["command"] == ["python", "-m", f"services.{name}"]
-        assert f"{port}:{port}" in svc["ports"]
+        assert f"{LOOPBACK_UNLESS_CHANGED}{port}:{port}" in svc["ports"]
         assert str(port) in " ".join(svc["healthcheck"]["test"])
         for dep in ("postgres", "redis", "kafka"):
             assert svc["depends_on"][dep]["condition"] == "service_healthy"
@@ -49,3 +52,18 @@ def test_compose_matches_the_design_ports_and_waits_for_health() -> None:
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     for server in ("postgres", "redis", "kafka"):
         assert "healthcheck" in services[server]
+
+
+def test_compose_is_secure_by_default() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name, svc in services.items():
+        for published in svc.get("ports", []):
+            assert published.startswith(LOOPBACK_UNLESS_CHANGED), f"{name} publishes {published} on every interface"
+        assert str(svc.get("environment", {}).get("AUTH_REQUIRED", "true")).lower() == "true", name
+    init = services["init"]
+    assert init["command"][:4] == ["python", "-m", "deploy.keys", "ensure"]
+    assert {"--migrate", "--all-scopes"} <= set(init["command"])
+    key_file = init["command"][init["command"].index("--file") + 1]
+    assert any(volume.endswith(":" + key_file.rsplit("/", 1)[0]) for volume in init["volumes"])
+    for name in ("api", "notifier", "scheduler", "worker", "analytics"):
+        assert services[name]["depends_on"]["init"]["condition"] == "service_completed_successfully"
