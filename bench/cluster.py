@@ -46,15 +46,27 @@ def read_env(path: Path) -> dict[str, str]:
     return out
 
 
+def api_key(env_file: Path, api_url: str | None = None) -> str:
+    """The key to send (auth is on by default): CONVEYOR_API_KEY, else the one the local runner wrote
+    to `env_file` (for `api_url`, when given); refuses to run without one."""
+    key = os.environ.get("CONVEYOR_API_KEY", "")
+    if not key and env_file.exists():
+        values = read_env(env_file)
+        if api_url is None or values.get("API_URL") == api_url:
+            key = values.get("CONVEYOR_API_KEY", "")
+    if not key:
+        raise RuntimeError(f"no API key: set CONVEYOR_API_KEY (the cluster requires one), none in {env_file}")
+    return key
+
+
 def external() -> Cluster | None:
-    """The cluster at API_URL, when the caller points the bench at one."""
+    """The cluster at API_URL, when the caller points the bench at one (`make dev`'s key is found in
+    its `.conveyor/env` unless CONVEYOR_API_KEY is set)."""
     if not os.environ.get("API_URL"):
         return None
-    return Cluster(
-        os.environ["API_URL"],
-        os.environ.get("NOTIFIER_URL", "http://127.0.0.1:8001"),
-        os.environ.get("CONVEYOR_API_KEY", ""),
-    )
+    api_url = os.environ["API_URL"]
+    home = Path(os.environ.get("CONVEYOR_HOME") or ROOT / ".conveyor")
+    return Cluster(api_url, os.environ.get("NOTIFIER_URL", "http://127.0.0.1:8001"), api_key(home / "env", api_url))
 
 
 def start(home: Path, timeout_s: float = 180.0) -> Cluster:
@@ -79,7 +91,12 @@ def start(home: Path, timeout_s: float = 180.0) -> Cluster:
             raise RuntimeError("cluster did not become ready in time; see bench/results/cluster.log")
         time.sleep(0.2)
     values = read_env(env_file)
-    return Cluster(values["API_URL"], values["NOTIFIER_URL"], values.get("CONVEYOR_API_KEY", ""), proc)
+    # The runner's own key, not one inherited from the caller's environment (another cluster's).
+    key = values.get("CONVEYOR_API_KEY", "")
+    if not key:
+        proc.kill()
+        raise RuntimeError(f"{env_file} holds no CONVEYOR_API_KEY; see bench/results/cluster.log")
+    return Cluster(values["API_URL"], values["NOTIFIER_URL"], key, proc)
 
 
 @contextlib.contextmanager

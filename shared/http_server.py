@@ -68,7 +68,11 @@ class HttpServer:
 
 
 def add_health_routes(app: FastAPI, ready: Readiness) -> None:
-    """`/healthz` (process alive), `/readyz` (dependencies reachable), `/metrics` (Prometheus)."""
+    """`/healthz` (process alive), `/readyz` (dependencies reachable), `/metrics` (Prometheus).
+
+    Open on purpose, with auth on (DESIGN §10): orchestrators and Prometheus probe them without a
+    key, and they carry no job data (process state, aggregate counters).
+    """
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from shared import events
+from shared.backoff import Backoff
 from shared.errors import EventPublishError
 from shared.kafka.producer import EventProducer, OutgoingMessage, message_for
 from shared.telemetry import inject_headers
@@ -123,7 +124,7 @@ class OutboxRelay:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._work = asyncio.Event()
         self._retry_at = 0.0
-        self._backoff = 0.0
+        self._publish_backoff = Backoff(initial_s=0.2, max_s=5.0)
         self.published = 0
 
     @property
@@ -187,14 +188,14 @@ class OutboxRelay:
             await self._producer.publish([m for _, g in groups for m in g.messages])
             done = True
         except EventPublishError as exc:
-            self._backoff = min(max(self._backoff * 2, 0.2), 5.0)
-            self._retry_at = time.monotonic() + self._backoff
-            log.warning("outbox relay: %s; retrying in %.1fs", exc, self._backoff)
+            delay = self._publish_backoff.next_delay()
+            self._retry_at = time.monotonic() + delay
+            log.warning("outbox relay: %s; retrying in %.1fs", exc, delay)
         finally:
             self._slots.release()
             self._sending -= sum(len(g) for _, g in groups)
             if done:
-                self._backoff = 0.0
+                self._publish_backoff.reset()
                 self.published += sum(len(g) for _, g in groups)
                 for _, g in groups:
                     self._acked.extend(g.ids)
@@ -226,17 +227,17 @@ class OutboxRelay:
             raise
 
     async def _sweep_loop(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(initial_s=0.2, max_s=5.0)
         while True:
             await asyncio.sleep(self._sweep_interval)
             try:
                 while await self.drain_once() >= self._batch:
                     pass
-                backoff = 0.2
+                backoff.reset()
             except _PUBLISH_ERRORS as exc:
-                log.warning("outbox sweep: %s; retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                delay = backoff.next_delay()
+                log.warning("outbox sweep: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
 
     async def drain_once(self, older_than_s: float | None = None) -> int:
         """Sweep one batch of rows older than `older_than_s` (default: `sweep_after_s`).

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:15432/conveyor"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:16379/0"
 DEFAULT_KAFKA = "127.0.0.1:19092"
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost`, 127.0.0.0/8 and ::1: a bind no other machine can reach."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
 
 
 class CommonSettings(BaseSettings):
@@ -46,10 +59,24 @@ class CommonSettings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
-    otel_exporter: str = Field(default="none", pattern="^(none|console)$")
+    # `otlp` sends spans over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (the standard OTel variables apply).
+    otel_exporter: str = Field(default="none", pattern="^(none|console|otlp)$")
 
     drain_timeout_s: float = 30.0
     host: str = "127.0.0.1"
+    # Secure by default (DESIGN §10): every caller sends an API key. `AUTH_REQUIRED=false` makes a
+    # caller without a key the default tenant's admin, so only a loopback bind may turn it off.
+    auth_required: bool = True
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Self:
+        if not self.auth_required and not is_loopback(self.host):
+            raise ValueError(
+                f"AUTH_REQUIRED=false is allowed only when HOST is a loopback address (127.0.0.0/8, ::1, "
+                f"localhost), but HOST={self.host!r}: without a key every caller would be an admin. "
+                "Keep AUTH_REQUIRED=true (the default) or set HOST=127.0.0.1"
+            )
+        return self
 
 
 class ApiSettings(CommonSettings):
@@ -60,7 +87,6 @@ class ApiSettings(CommonSettings):
     max_payload_bytes: int = 256 * 1024
     outbox_batch_size: int = 500
     outbox_sweep_interval_s: float = 1.0
-    auth_required: bool = False
     # Every produce request is a batch the embedded broker stores and rescans on each fetch of
     # `jobs.submitted` (the scheduler fetches it every batch interval): 2 ms sent one request per
     # job at 200 jobs/s; 5 ms gathers about two, for ≤5 ms of latency.

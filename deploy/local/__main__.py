@@ -11,6 +11,7 @@ import sys
 
 from deploy.local.runner import STOP_TIMEOUT_S, Runner, RunnerConfig, RunnerError, clean
 from deploy.local.supervisor import SupervisorError
+from shared.waiting import first_of, unless
 
 log = logging.getLogger("deploy.local")
 
@@ -44,51 +45,39 @@ async def run(runner: Runner) -> int:
 
 
 async def _run_until_stopped(runner: Runner, stop: asyncio.Event) -> int:
-    starting = asyncio.create_task(runner.start(), name="start-cluster")
-    stopping = asyncio.create_task(stop.wait(), name="wait-for-signal")
     try:
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():  # a signal during startup
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await starting
-            return 0
-        error = starting.exception()
-        if isinstance(error, RunnerError | SupervisorError):
-            log.error("cannot start the cluster:\n%s", error)
-            return 1
-        if error is not None:
-            log.error("cannot start the cluster", exc_info=error)
-            return 1
+        # A signal during startup cancels it (and waits for it to unwind); `_shutdown` cleans up.
+        started, _ = await unless(stop, runner.start())
+    except (RunnerError, SupervisorError) as error:
+        log.error("cannot start the cluster:\n%s", error)
+        return 1
+    except Exception as error:
+        log.error("cannot start the cluster", exc_info=error)
+        return 1
+    if started:
         print(runner.banner(), flush=True)
-        await stopping
-        return 0
-    finally:
-        stopping.cancel()
+        await stop.wait()
+    return 0
 
 
 async def _shutdown(runner: Runner, force: asyncio.Event) -> bool:
     """Stop gracefully; on a second signal or after STOP_TIMEOUT_S, SIGKILL. True if graceful."""
     graceful = asyncio.create_task(runner.stop(), name="stop-cluster")
-    forced = asyncio.create_task(force.wait(), name="wait-for-force")
-    try:
-        await asyncio.wait({graceful, forced}, timeout=STOP_TIMEOUT_S,
-                           return_when=asyncio.FIRST_COMPLETED)
-        clean = graceful.done() and graceful.exception() is None
-        if not graceful.done():
-            if not force.is_set():
-                log.error("not stopped after %.0fs; killing everything", STOP_TIMEOUT_S)
-            await asyncio.to_thread(runner.force_kill)
-            # The graceful path now finishes quickly and reaps what was killed.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(graceful, 15)
-        elif graceful.exception() is not None:
-            log.error("stopping failed", exc_info=graceful.exception())
-            await asyncio.to_thread(runner.force_kill)
-        log.info("stopped")
-        return clean
-    finally:
-        forced.cancel()
+    # Shielded: when the force or the deadline wins, the graceful stop goes on and reaps the killed.
+    await first_of(asyncio.shield(graceful), force.wait(), timeout_s=STOP_TIMEOUT_S)
+    clean = graceful.done() and graceful.exception() is None
+    if not graceful.done():
+        if not force.is_set():
+            log.error("not stopped after %.0fs; killing everything", STOP_TIMEOUT_S)
+        await asyncio.to_thread(runner.force_kill)
+        # The graceful path now finishes quickly and reaps what was killed.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(graceful, 15)
+    elif graceful.exception() is not None:
+        log.error("stopping failed", exc_info=graceful.exception())
+        await asyncio.to_thread(runner.force_kill)
+    log.info("stopped")
+    return clean
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from deploy.local.servers import KafkaBroker, ServerError
+from shared.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,12 @@ async def _restart_loop(
     broker: KafkaBroker, crashes: asyncio.Queue[int], on_exit: Callable[[int, bool], None],
     on_restart: Callable[[], None] | None, backoff_initial_s: float, backoff_max_s: float,
 ) -> None:
+    # No jitter: one broker, and the log says exactly when it is tried again.
+    backoff = Backoff(backoff_initial_s, backoff_max_s, jitter=False)
     try:
         while True:
             rc = await crashes.get()
-            delay = backoff_initial_s
+            backoff.reset()
             while not broker.is_running():
                 log.warning("kafka broker exited with rc %s; restarting it and re-creating %d topics",
                             rc, len(broker.topics))
@@ -52,8 +55,8 @@ async def _restart_loop(
                     if on_restart is not None:
                         on_restart()
                 except ServerError:
+                    delay = backoff.next_delay()
                     log.exception("kafka broker restart failed; retrying in %.1fs", delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, backoff_max_s)
     finally:
         broker.remove_exit_listener(on_exit)

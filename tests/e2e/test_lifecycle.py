@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 async def test_a_submitted_job_completes_and_everyone_hears_of_it(cluster: Cluster) -> None:
-    async with websockets.connect(f"{cluster.notifier_url}/ws") as ws, api(cluster) as client:
+    async with websockets.connect(f"{cluster.notifier_url}/ws", additional_headers=cluster.auth_headers) as ws, \
+            api(cluster) as client:
         await ws.send(json.dumps({"type": "subscribe", "queue": "e2e"}))
         reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert reply["type"] == "subscribed"

@@ -7,13 +7,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from deploy.local.servers import free_port, port_in_use
+from tests.fixtures.polling import wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,11 +54,12 @@ def test_make_dev_runs_the_readme_and_stops_cleanly(tmp_path: Path) -> None:
     runner = subprocess.Popen([sys.executable, "-m", "deploy.local"], cwd=ROOT, env=env,
                               stdout=output.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while not (home / "env").exists():
+
+        def ready() -> bool:
             assert runner.poll() is None, output.read_text(errors="replace")
-            assert time.monotonic() < deadline, "make dev did not become ready in 120 s"
-            time.sleep(0.2)
+            return (home / "env").exists()
+
+        wait_until(ready, timeout_s=120, every_s=0.2, what="make dev becoming ready")
         values = dict(line.split("=", 1) for line in (home / "env").read_text().splitlines())
         for key in ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "API_URL", "NOTIFIER_URL",
                     "CONVEYOR_API_KEY"):
@@ -75,13 +76,9 @@ def test_make_dev_runs_the_readme_and_stops_cleanly(tmp_path: Path) -> None:
         anonymous = httpx.get(f"{values['API_URL']}/api/v1/jobs", timeout=5)
         assert anonymous.status_code == 401, anonymous.text  # make dev requires the printed key
         assert anonymous.headers["content-type"].startswith("application/problem+json")
-        deadline = time.monotonic() + 30
-        while True:
-            job = httpx.get(f"{values['API_URL']}/api/v1/jobs/{job_id}", headers=headers, timeout=5).json()
-            if job["status"] == "completed" or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert job["status"] == "completed", job
+        job = wait_until(lambda: httpx.get(f"{values['API_URL']}/api/v1/jobs/{job_id}", headers=headers,
+                                           timeout=5).json(),
+                         lambda job: job["status"] == "completed", timeout_s=30, every_s=0.2, what="the job completing")
         assert job["result"] == {"to": "ada@example.com"}
     finally:
         runner.send_signal(signal.SIGINT)

@@ -7,22 +7,16 @@ import asyncio
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from shared.kafka.consumer import ConsumerLoop
-from shared.settings import CommonSettings
+from tests.fixtures.polling import eventually
+from tests.fixtures.resources import SettingsFactory
 
 FAST, SLOW = "jobs.submitted", "jobs.completed"
 
 
-def paced(kafka_bootstrap: str, topic_prefix: str, batch_interval_ms: int) -> CommonSettings:
-    return CommonSettings(
-        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=topic_prefix,
-        kafka_batch_interval_ms=batch_interval_ms, kafka_fetch_max_wait_ms=20,
-    )
-
-
 async def test_paced_loop_delivers_every_record_and_fetches_slow_topics_less_often(
-    kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str]
+    kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str], service_settings: SettingsFactory
 ) -> None:
-    settings = paced(kafka_bootstrap, topic_prefix, batch_interval_ms=20)
+    settings = service_settings(kafka_batch_interval_ms=20, kafka_fetch_max_wait_ms=20)
     batches: list[list[ConsumerRecord]] = []
 
     async def handler(records: list[ConsumerRecord]) -> None:
@@ -43,15 +37,12 @@ async def test_paced_loop_delivers_every_record_and_fetches_slow_topics_less_oft
             for logical in (FAST, SLOW):
                 await producer.send_and_wait(kafka_topics[logical], str(sent).encode())
             sent += 1
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the load's shape (a steady trickle), not a synchronisation
 
         def received(logical: str) -> list[int]:
             return [int(r.value) for b in batches for r in b if r.topic == kafka_topics[logical]]
 
-        deadline = asyncio.get_running_loop().time() + 10
-        while len(received(FAST)) < sent or len(received(SLOW)) < sent:
-            assert asyncio.get_running_loop().time() < deadline, (len(received(FAST)), len(received(SLOW)), sent)
-            await asyncio.sleep(0.05)
+        await eventually(lambda: (len(received(FAST)), len(received(SLOW))), lambda got: min(got) >= sent)
     finally:
         loop.stop()
         await asyncio.wait_for(task, 15)
@@ -67,10 +58,10 @@ async def test_paced_loop_delivers_every_record_and_fetches_slow_topics_less_oft
 
 
 async def test_a_backlog_is_read_without_waiting_between_full_batches(
-    kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str]
+    kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str], service_settings: SettingsFactory
 ) -> None:
     # 300 records in batches of at most 10 with a 1 s batch interval: paced, that is 30 s.
-    settings = paced(kafka_bootstrap, topic_prefix, batch_interval_ms=1000)
+    settings = service_settings(kafka_batch_interval_ms=1000, kafka_fetch_max_wait_ms=20)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     await producer.start()
     try:

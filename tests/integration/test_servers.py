@@ -11,7 +11,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -30,7 +31,15 @@ from deploy.local.servers import (
     port_in_use,
 )
 from deploy.local.supervisor import ServiceFailed, ServiceSpec, State, Supervisor
+from shared.auth.keys import resolve_key
+from shared.auth.principal import ALL_SCOPES, Principal
+from shared.dispatch.protocol import Dispatcher
+from shared.events import Envelope, EventType
+from shared.kafka.producer import EventProducer
+from shared.settings import WorkerSettings
 from tests.fixtures.cluster import ClusterFactory
+from tests.fixtures.polling import eventually, wait_until
+from tests.fixtures.resources import JobEventTap, SettingsFactory
 from tests.fixtures.servers import TEMPLATE_DB
 
 DUMMY = "tests.fixtures.dummy_service"
@@ -44,14 +53,6 @@ def alive(pid: int) -> bool:
         return False
     state = next(line for line in status.splitlines() if line.startswith("State:"))
     return "Z" not in state.split()[1]
-
-
-async def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Wait until `check()` is true."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def dummy(name: str, **env: str) -> ServiceSpec:
@@ -193,7 +194,7 @@ async def test_watcher_restarts_a_crashed_broker_but_not_a_stopped_one(
         await eventually(lambda: own_broker.pid not in (None, pid))
         assert await asyncio.to_thread(own_broker.list_topics) == ["w.one"]
         await asyncio.to_thread(own_broker.stop)  # deliberate (an outage test): left down
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the behaviour under test: nothing restarts it meanwhile
         assert not own_broker.is_running()
 
 
@@ -317,11 +318,12 @@ def run_local_cluster(module: str, home: Path) -> tuple[subprocess.Popen[bytes],
 
 def wait_for_env_file(proc: subprocess.Popen[bytes], home: Path, timeout_s: float) -> dict[str, str]:
     """The `env` file's values, once the runner has written it (everything is ready)."""
-    deadline = time.monotonic() + timeout_s
-    while not (home / "env").exists():
+
+    def written() -> bool:
         assert proc.poll() is None, (home.parent / "runner.log").read_text()
-        assert time.monotonic() < deadline, "the cluster did not come up"
-        time.sleep(0.1)
+        return (home / "env").exists()
+
+    wait_until(written, timeout_s=timeout_s, every_s=0.1, what="the cluster coming up")
     return dict(line.split("=", 1) for line in (home / "env").read_text().splitlines())
 
 
@@ -365,13 +367,9 @@ def test_the_runner_starts_restarts_and_stops_everything(tmp_path: Path) -> None
         os.kill(before["kafka"], signal.SIGKILL)
         os.kill(before["worker"], signal.SIGKILL)
         broker = KafkaBroker(int(env["KAFKA_PORT"]), tmp_path / "unused.log")
-        deadline = time.monotonic() + 20
-        while True:  # both come back, the broker with its topics
-            now = recorded_pids(home)
-            if now["kafka"] != before["kafka"] and now["worker"] != before["worker"]:
-                break
-            assert time.monotonic() < deadline, "not restarted"
-            time.sleep(0.1)
+        # Both come back, the broker with its topics.
+        wait_until(lambda: recorded_pids(home), lambda now: now["kafka"] != before["kafka"]
+                   and now["worker"] != before["worker"], timeout_s=20, every_s=0.1, what="restarts")
         assert "jobs.submitted" in broker.list_topics()
         everything = list(recorded_pids(home).values())
         proc.send_signal(signal.SIGINT)
@@ -424,6 +422,13 @@ async def test_cluster_starts_the_chosen_services_isolated_and_cleans_up(
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == kafka_broker.bootstrap
         assert env["KAFKA_SESSION_TIMEOUT_MS"] == "1000"
         assert env["LEASE_MS"] == "1234"  # the test's override wins
+        assert "AUTH_REQUIRED" not in env  # secure by default: the services require a key
+        conn = await asyncpg.connect(cluster.database_url)
+        try:
+            assert await resolve_key(conn, cluster.api_key) == Principal("default", ALL_SCOPES)
+        finally:
+            await conn.close()
+        assert cluster.auth_headers == {"Authorization": f"Bearer {cluster.api_key}"}
         assert cluster.notifier_url.startswith("ws://127.0.0.1:")
         topics = set(kafka_broker.list_topics())
         assert set(cluster.topics.values()) <= topics
@@ -452,12 +457,30 @@ def test_servers_die_with_a_killed_owner(tmp_path: Path) -> None:
         assert owner.stdout is not None
         pids = [int(p) for p in owner.stdout.readline().split()]
         assert len(pids) == 2 and all(alive(p) for p in pids)
-        time.sleep(0.3)
+        time.sleep(0.3)  # the behaviour under test: they stay up after the spawning thread ended
         assert all(alive(p) for p in pids)  # the spawning thread's end did not kill them
     finally:
         owner.kill()
         owner.wait()
-    deadline = time.monotonic() + 5
-    while any(alive(p) for p in pids):
-        assert time.monotonic() < deadline, "servers outlived their owner"
-        time.sleep(0.05)
+    wait_until(lambda: not any(alive(p) for p in pids), timeout_s=5, what="servers dying with their owner")
+
+
+# -- The shared per-test fixtures (tests/fixtures/resources.py) --------------------------------
+
+
+async def test_shared_fixtures_point_at_this_tests_servers_and_prefixes(
+    service_settings: SettingsFactory, database_url: str, redis_prefix: str, topic_prefix: str,
+    db_pool: asyncpg.Pool, dispatcher: Dispatcher, producer: EventProducer, event_tap: JobEventTap,
+) -> None:
+    worker = service_settings(WorkerSettings, lease_ms=1234)
+    assert (worker.redis_key_prefix, worker.kafka_topic_prefix, worker.lease_ms) == (redis_prefix, topic_prefix, 1234)
+    assert worker.kafka_session_timeout_ms == 1000 and worker.auth_required
+    assert not port_in_use(worker.worker_port)
+    assert service_settings().database_url == database_url
+    assert await db_pool.fetchval("SELECT $1::jsonb", {"a": 1}) == {"a": 1}
+    assert dispatcher.keys.prefix == redis_prefix
+    job_id = uuid.uuid4()
+    await producer.publish_events([Envelope(type=EventType.SUBMITTED, job_id=job_id, queue="q", job_type="noop")])
+    [seen] = await event_tap.wait(job_id, EventType.SUBMITTED)
+    assert seen.job_id == job_id and event_tap.kinds(job_id) == [(EventType.SUBMITTED, 0)]
+    assert event_tap.records[-1].topic == f"{topic_prefix}jobs.submitted"
