@@ -61,7 +61,7 @@ class Executor:
         self._running = 0  # jobs not yet past their handler
         self._slot_freed = asyncio.Event()
         # Jobs finishing together share one ack script call.
-        self._acks: Coalescer[Lease] = Coalescer("acks", dispatcher.ack)
+        self._acks: Coalescer[Lease] = Coalescer("acks", dispatcher.release)
         # A span per job costs ~15% of the hot path; only pay for it when spans go somewhere.
         self._tracer = tracer("services.worker") if trace_jobs else None
 
@@ -264,10 +264,9 @@ class Executor:
         delay = 0.1
         while True:
             try:
-                if release.retry_at_ms is None:
-                    await self._acks.submit(rec.lease)
-                elif not await self._dispatcher.retry_later(rec.lease, release.retry_at_ms):
-                    log.warning("job %s: lease no longer owned at release", rec.lease.job_id)
+                # A retry is released like any outcome: the scheduler pushes the next attempt when it
+                # records the `retry` event (docs/adr/0001-dispatch-state-ownership.md).
+                await self._acks.submit(rec.lease)
                 break
             except (RedisError, OSError) as exc:
                 log.warning("releasing job %s failed, retrying in %.1fs: %r", rec.lease.job_id, delay, exc)
