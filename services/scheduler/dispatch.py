@@ -12,7 +12,6 @@ import asyncpg
 from services.scheduler.rows import JobRow, cancelled_event, dispatched_event, spec_for, to_ms
 from services.scheduler.store import jobs as store
 from services.scheduler.txn import Effects
-from shared.dispatch.protocol import Forget
 from shared.events import RANK, EventType
 from shared.models import JobStatus
 
@@ -72,7 +71,7 @@ Applied = dict[Outcome, list[uuid.UUID]]
 async def dispatch_rows(conn: asyncpg.Connection, rows: Sequence[JobRow], fx: Effects, *, now_ms: int) -> Applied:
     """Decide and apply the next step of locked pending/blocked rows; returns the ids moved, by outcome.
 
-    Row updates go in one statement; events go to `fx.events`, Redis pushes to `fx.pushes`.
+    Row updates go in one statement; events go to `fx.events`, Redis pushes to `fx.dispatches`.
     """
     dep_status = await store.dependency_statuses(conn, sorted({dep for row in rows for dep in row.depends_on}))
     decisions = [d for row in rows if (d := decide(row, dep_status, now_ms)) is not None]
@@ -92,12 +91,9 @@ async def dispatch_rows(conn: asyncpg.Connection, rows: Sequence[JobRow], fx: Ef
             continue
         done[d.outcome].append(d.row.id)
         if d.outcome in (Outcome.QUEUED, Outcome.SCHEDULED):
-            if d.attempt > 1:
-                # Dispatched before (a manual retry): a stale waiting copy of the old run may still
-                # be held, perhaps at this very attempt number (a scheduled or retry copy whose
-                # number the row never recorded). Postgres says no copy is due: drop it first.
-                fx.forget.append(Forget(d.row.queue, d.row.id, d.attempt))
-            fx.pushes.append((spec_for(d.row, d.attempt), d.run_at_ms))
+            # Fresh: a waiting copy Redis still holds at this attempt number is stale (a manual
+            # retry's row may reuse the number of a cancelled scheduled or retry copy it never recorded).
+            fx.dispatches.append((spec_for(d.row, d.attempt), d.run_at_ms))
         if d.outcome is Outcome.QUEUED:
             fx.events.append(dispatched_event(d.row, d.attempt))
         elif d.outcome is Outcome.CANCELLED:

@@ -21,6 +21,7 @@ from services.scheduler.store import jobs as store
 from services.scheduler.txn import Committer, Effects
 from shared.dispatch.protocol import Dispatcher, now_ms
 from shared.events import Envelope, EventType
+from shared.logs import job_fields
 from shared.models import TERMINAL, JobSpec
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,11 @@ async def record_lost(
             continue
         emitted.append(lost_event(item, error, row.started_at, at_ms))
         (out.failed if item.exhausted else out.retried).append(item)
+        spec = item.spec
+        log.info(
+            "attempt lost with its worker (%s): %s", error["type"], kind.value,
+            extra=job_fields(spec.job_id, queue=spec.queue, attempt=spec.attempt, traceparent=spec.trace_parent),
+        )
     if emitted:
         await projection.project(conn, emitted)
         fx.events.extend(emitted)

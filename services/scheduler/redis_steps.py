@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Collection, Sequence
 
 from redis.exceptions import RedisError
 
@@ -29,14 +30,16 @@ class RedisSteps:
         self._timeout = timeout_s
         self._tries = tries
 
-    async def push(self, specs: Sequence[tuple[JobSpec, int]]) -> bool:
-        """Push after commit; retried briefly, then left to reconciliation (Postgres has the truth)."""
+    async def push(
+        self, specs: Sequence[tuple[JobSpec, int]], *, fresh: Collection[uuid.UUID] = frozenset()
+    ) -> bool:
+        """Push after commit (see Dispatcher.push); retried briefly, then left to reconciliation."""
         if not specs:
             return True
         backoff = Backoff(initial_s=0.1, max_s=1.6, factor=4, jitter=False)
         for attempt in range(1, self._tries + 1):
             try:
-                await asyncio.wait_for(self.dispatcher.push(specs), timeout=self._timeout)
+                await asyncio.wait_for(self.dispatcher.push(specs, fresh=fresh), timeout=self._timeout)
                 return True
             except TRANSIENT as exc:
                 if attempt == self._tries:

@@ -8,6 +8,7 @@ not matter whether the worker's release of the old lease reaches Redis before it
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 
@@ -17,7 +18,10 @@ from services.scheduler import dependencies, projection
 from services.scheduler.rows import cancelled_event, due_at, spec_for
 from services.scheduler.store import jobs as store
 from services.scheduler.txn import Effects
+from shared.logs import job_fields
 from shared.models import JobStatus
+
+log = logging.getLogger(__name__)
 
 CANCELLED_BY_USER = "cancelled_by_user"
 
@@ -36,6 +40,10 @@ async def follow_retries(
     for row in rows:
         if row.cancel_requested:
             cancelled.append(cancelled_event(row, row.state_attempt, CANCELLED_BY_USER))
+            log.info(
+                "cancel requested while running: cancelled instead of retried",
+                extra=job_fields(row.id, queue=row.queue, attempt=row.state_attempt, traceparent=row.trace_parent),
+            )
         else:
             fx.pushes.append((spec_for(row, row.next_attempt), due_at(row, at_ms)))
             pushed.add(row.id)

@@ -22,6 +22,7 @@ class Effects:
 
     events: list[events.Envelope] = field(default_factory=list)
     pushes: list[tuple[JobSpec, int]] = field(default_factory=list)  # (spec, run_at ms; 0 = ready now)
+    dispatches: list[tuple[JobSpec, int]] = field(default_factory=list)  # pushes of rows that were pending
     forget: list[Forget] = field(default_factory=list)  # waiting copies Postgres no longer expects
     releases: list[Lease] = field(default_factory=list)  # dead leases whose attempts are recorded
 
@@ -53,8 +54,6 @@ class Committer:
             dispatched = sum(1 for e in fx.events if e.type is events.EventType.DISPATCHED)
             if dispatched:
                 metrics.DISPATCHED.labels(source).inc(dispatched)
-        # Stale copies go before the pushes: a manual retry's fresh attempt may take the number
-        # of a stale copy still held (see dispatch.dispatch_rows).
         await self.redis.release(fx.releases)
         await self.redis.forget(fx.forget)
-        await self.redis.push(fx.pushes)
+        await self.redis.push(fx.pushes + fx.dispatches, fresh={spec.job_id for spec, _ in fx.dispatches})

@@ -11,7 +11,7 @@ clears cancel flags.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -80,12 +80,16 @@ class Dispatcher:
 
     # --- the scheduler's writes --------------------------------------------------------------
 
-    async def push(self, specs: Sequence[tuple[JobSpec, int]]) -> list[bool]:
+    async def push(
+        self, specs: Sequence[tuple[JobSpec, int]], *, fresh: Collection[uuid.UUID] = frozenset()
+    ) -> list[bool]:
         """Hand jobs to Redis, each ready now (run_at 0) or at run_at ms; True where placed.
 
         Attempt-fenced: a job held at an older attempt is replaced, one held at the same or a
-        newer attempt is left alone. One round trip: the script calls (one per queue chunk),
-        the queue names and a wake token per ready job.
+        newer attempt is left alone; but for the `fresh` ones (dispatched from pending: Postgres
+        says no copy is due) a waiting copy at the same attempt is stale and replaced too. One
+        round trip: the script calls (one per queue chunk), the queue names, a wake token per
+        ready job.
         """
         if not specs:
             return []
@@ -100,7 +104,10 @@ class Dispatcher:
                 args: list[Any] = []
                 for i in chunk:
                     spec, run_at = specs[i]
-                    args += [str(spec.job_id), encode_spec(spec), spec.attempt, ready_base(spec.priority), run_at]
+                    args += [
+                        str(spec.job_id), encode_spec(spec), spec.attempt, ready_base(spec.priority), run_at,
+                        int(spec.job_id in fresh),
+                    ]
                 self.scripts.add(pipe, "push", queue, args)
             pipe.sadd(self.keys.queues, *{queue for queue, _ in calls})
             if tokens:

@@ -119,6 +119,21 @@ async def test_a_push_replaces_an_older_attempt_and_never_a_newer_one(dispatcher
     assert sorted((x.job_id, x.spec.attempt) for x in popped) == sorted([(waiting.job_id, 2), (leased.job_id, 2)])
 
 
+async def test_a_fresh_dispatch_replaces_a_stale_waiting_copy_of_its_own_attempt(dispatcher: Dispatcher) -> None:
+    stale, running, newer = spec(), spec(), spec(attempt=2)
+    await dispatcher.push([(running, 0)])
+    await dispatcher.pop(["q"], 1, 60_000, "w")
+    await dispatcher.push([(stale, now_ms() + 60_000), (newer, 0)])
+    fresh = [(s.model_copy(update={"max_attempts": 9}), 0) for s in (stale, running)]
+    fresh.append((newer.model_copy(update={"attempt": 1}), 0))
+    # Only the waiting copy at the same attempt goes: a leased one runs on, a newer one stays.
+    assert await dispatcher.push(fresh, fresh={s.job_id for s in (stale, running, newer)}) == [True, False, False]
+    assert await dispatcher.leased([ref(running)]) == {running.job_id}
+    popped = {lease.job_id: lease.spec for lease in await dispatcher.pop(["q"], 10, 5_000, "w")}
+    assert (popped[stale.job_id].max_attempts, popped[newer.job_id].attempt) == (9, 2)
+    assert await dispatcher.redis.zcard(dispatcher.keys.queue("q").delayed) == 0
+
+
 @pytest.mark.parametrize("release_first", [True, False], ids=["release-then-push", "push-then-release"])
 async def test_a_retry_ends_with_the_next_attempt_whatever_reaches_redis_first(
     dispatcher: Dispatcher, release_first: bool
