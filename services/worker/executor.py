@@ -2,7 +2,7 @@
 
 Per job: publish `started` (wait for Kafka's ack), run the handler under its timeout,
 publish the outcome (completed / retry / failed / cancelled) and only then release the
-lease (ack or retry_later). A lease lost to another worker stops the job silently.
+lease. A lease lost to another worker stops the job silently.
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ class Executor:
         return task.result()
 
     async def _release(self, rec: InFlight, release: Release) -> None:
-        """Ack or retry_later, retried while Redis is unreachable (the heartbeat keeps the lease)."""
+        """Release the lease, retried while Redis is unreachable (the heartbeat keeps the lease)."""
         delay = 0.1
         while True:
             try:

@@ -60,6 +60,9 @@ class Dispatcher:
         pending = list(calls)
         if not pending:
             return []
+        if len(pending) == 1:  # the common case (one queue): a plain call costs less than a pipeline
+            queue, args = pending[0]
+            return [await self.scripts.call(script, queue, args)]
 
         def fill(pipe: Pipeline) -> None:
             for queue, args in pending:
