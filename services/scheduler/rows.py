@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import events
-from shared.dispatch.protocol import JobRef
 from shared.logs import job_fields
 from shared.models import JobSpec, JobStatus, RetryPolicy
 
@@ -61,13 +60,8 @@ class JobRow:
 
     @property
     def next_attempt(self) -> int:
-        """The number the next dispatched attempt gets (attempt numbers never repeat)."""
+        """The number the next dispatched attempt gets: above every attempt the row recorded."""
         return max(self.attempts, self.state_attempt) + 1
-
-    @property
-    def ref(self) -> JobRef:
-        """How Redis addresses the job: queue, then id."""
-        return JobRef(self.queue, self.id)
 
 
 def to_ms(moment: datetime) -> int:

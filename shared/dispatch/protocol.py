@@ -29,6 +29,7 @@ from shared.dispatch.records import (
     flat,
     now_ms,
     owned,
+    share_out,
     text,
 )
 from shared.dispatch.scripts import QueueScripts
@@ -54,21 +55,6 @@ class Dispatcher:
     async def pipelined(self, fill: Callable[[Pipeline], None]) -> list[Any]:
         """One round trip of the commands `fill` queues (see QueueScripts.pipelined)."""
         return await self.scripts.pipelined(fill)
-
-    async def _each(self, script: str, calls: Iterable[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """Run `script` once per (queue, args), all in one round trip."""
-        pending = list(calls)
-        if not pending:
-            return []
-        if len(pending) == 1:  # the common case (one queue): a plain call costs less than a pipeline
-            queue, args = pending[0]
-            return [await self.scripts.call(script, queue, args)]
-
-        def fill(pipe: Pipeline) -> None:
-            for queue, args in pending:
-                self.scripts.add(pipe, script, queue, args)
-
-        return await self.pipelined(fill)
 
     async def _read_each(
         self, read: Callable[[Pipeline, str, list[str]], object], groups: dict[str, list[JobRef]]
@@ -134,7 +120,7 @@ class Dispatcher:
         if not names:
             return []
         at = now_ms()
-        results = await self._each("promote", ((q, [at, limit]) for q in names))
+        results = await self.scripts.each("promote", ((q, [at, limit]) for q in names))
         moved = [decode_spec(spec, attempt) for raw in results for _, spec, attempt in flat(raw, 3)]
         if moved:
             await self._wake(len(moved))
@@ -146,7 +132,7 @@ class Dispatcher:
         if not names:
             return []
         at = now_ms()
-        results = await self._each("expired", ((q, [at, limit]) for q in names))
+        results = await self.scripts.each("expired", ((q, [at, limit]) for q in names))
         return [
             Expired(decode_spec(spec, attempt), text(token))
             for raw in results for _, spec, attempt, token in flat(raw, 4)
@@ -156,7 +142,7 @@ class Dispatcher:
         """Drop waiting (not leased) copies up to each item's attempt; returns how many were dropped."""
         groups = by_queue(items, lambda item: item.queue)
         calls = ((q, [x for item in g for x in (str(item.job_id), item.up_to_attempt)]) for q, g in groups.items())
-        return sum(int(n) for n in await self._each("forget", calls))
+        return sum(int(n) for n in await self.scripts.each("forget", calls))
 
     # --- a worker's leases (the scheduler also releases dead ones) ---------------------------
 
@@ -201,22 +187,14 @@ class Dispatcher:
         return leases
 
     async def _share(self, queues: Sequence[str], count: int) -> list[tuple[str, int]]:
-        """How many to pop from which queue: the best `count` of all the ready sets' heads."""
+        """How many to pop from which queue, from one pipelined peek at every ready set's head."""
 
         def peek(pipe: Pipeline) -> None:
             for queue in queues:
                 pipe.zrange(self.keys.queue(queue).ready, 0, count - 1, withscores=True)
 
         heads = await self.pipelined(peek)
-        ranked = sorted(
-            (score, position, queue)
-            for position, (queue, head) in enumerate(zip(queues, heads, strict=True))
-            for _, score in head
-        )
-        shares: dict[str, int] = {}
-        for _, _, queue in ranked[:count]:
-            shares[queue] = shares.get(queue, 0) + 1
-        return list(shares.items())
+        return share_out(queues, [[score for _, score in head] for head in heads], count)
 
     async def wait_for_work(self, timeout_s: float) -> None:
         """Block until a push or promotion signals new work, or the timeout passes."""
@@ -226,12 +204,12 @@ class Dispatcher:
         """Extend leases; returns the ids this worker no longer owns."""
         deadline = now_ms() + lease_ms
         calls = ((q, [deadline, *owned(g)]) for q, g in by_queue(leases, lambda lease: lease.spec.queue).items())
-        return {uuid.UUID(text(x)) for lost in await self._each("heartbeat", calls) for x in lost}
+        return {uuid.UUID(text(x)) for lost in await self.scripts.each("heartbeat", calls) for x in lost}
 
     async def release(self, leases: Iterable[Lease]) -> int:
         """Give back leases (finished attempts, or dead ones) and forget their jobs; returns how many were owned."""
         calls = ((q, owned(g)) for q, g in by_queue(leases, lambda lease: lease.spec.queue).items())
-        return sum(int(n) for n in await self._each("release", calls))
+        return sum(int(n) for n in await self.scripts.each("release", calls))
 
     # --- cancel flags (the api's) ------------------------------------------------------------
 
@@ -301,6 +279,7 @@ class Dispatcher:
 
     async def _wake(self, jobs: int) -> None:
         """One wake token per job made ready (at most WAKE_TOKENS_MAX kept)."""
+
         def fill(pipe: Pipeline) -> None:
             pipe.lpush(self.keys.wake, *["1"] * min(jobs, WAKE_TOKENS_MAX))
             pipe.ltrim(self.keys.wake, 0, WAKE_TOKENS_MAX - 1)

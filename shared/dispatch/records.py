@@ -110,3 +110,17 @@ def flat(raw: Sequence[Any], width: int) -> list[Sequence[Any]]:
 def owned(leases: Iterable[Lease]) -> list[str]:
     """Script arguments naming leases: pairs of job id, token."""
     return [x for lease in leases for x in (str(lease.job_id), lease.token)]
+
+
+def share_out(queues: Sequence[str], head_scores: Sequence[Sequence[float]], count: int) -> list[tuple[str, int]]:
+    """How many of `count` jobs to pop from which queue, given the best scores at each ready set's head:
+    the best `count` scores of all, ties to the queue named first."""
+    ranked = sorted(
+        (score, position, queue)
+        for position, (queue, scores) in enumerate(zip(queues, head_scores, strict=True))
+        for score in scores
+    )
+    shares: dict[str, int] = {}
+    for _, _, queue in ranked[:count]:
+        shares[queue] = shares.get(queue, 0) + 1
+    return list(shares.items())

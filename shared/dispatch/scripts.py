@@ -8,7 +8,7 @@ the hash slot of its KEYS, where a script without it runs in a lenient compatibi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -69,6 +69,21 @@ class QueueScripts:
         """
         keys = self.keys_of(name, queue)
         pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+
+    async def each(self, name: str, calls: Iterable[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Run script `name` once per (queue, args), all in one round trip; one call goes without a pipeline."""
+        pending = list(calls)
+        if not pending:
+            return []
+        if len(pending) == 1:  # the common case (one queue): a plain call costs less than a pipeline
+            queue, args = pending[0]
+            return [await self.call(name, queue, args)]
+
+        def fill(pipe: Pipeline) -> None:
+            for queue, args in pending:
+                self.add(pipe, name, queue, args)
+
+        return await self.pipelined(fill)
 
     async def load(self) -> None:
         """(Re)load every script, after a Redis restart or SCRIPT FLUSH."""
