@@ -256,9 +256,13 @@ async def test_forget_drops_waiting_copies_up_to_an_attempt_but_never_a_leased_o
     assert await dispatcher.depth("q") == 1
 
 
-async def test_wait_for_work_wakes_on_push(dispatcher: Dispatcher) -> None:
+async def test_wait_for_work_wakes_on_push(dispatcher: Dispatcher, redis: Redis) -> None:
     waiter = asyncio.create_task(dispatcher.wait_for_work(5))
-    await asyncio.sleep(0.05)  # let the waiter block first: the behaviour under test is the wake
+
+    async def blocked() -> bool:
+        return any(client.get("cmd") == "blpop" for client in await redis.client_list())
+
+    await eventually(blocked, lambda yes: yes)  # the waiter blocks first: the behaviour under test is the wake
     await dispatcher.push([(spec(), 0)])
     await asyncio.wait_for(waiter, 2)
     assert await dispatcher.queues() == ["q"]
