@@ -25,6 +25,7 @@ class Cancelled:
     """`immediate`: the job is now cancelled; otherwise it is running and its worker must stop it."""
 
     job_id: uuid.UUID
+    queue: str
     immediate: bool
     outgoing: Outgoing = NOTHING
 
@@ -43,10 +44,10 @@ async def cancel_job(pool: asyncpg.Pool, tenant: str, job_id: uuid.UUID) -> Canc
                 attempt=row["state_attempt"], tenant=tenant, trace_parent=row["trace_parent"],
                 data={"reason": "cancelled_by_user", "by": "api"},
             )])
-            return Cancelled(job_id, True, outgoing)
+            return Cancelled(job_id, row["queue"], True, outgoing)
         if status == JobStatus.RUNNING:
             await conn.execute(sql.REQUEST_CANCEL, job_id)
-            return Cancelled(job_id, False)
+            return Cancelled(job_id, row["queue"], False)
     raise Conflict(f"job {job_id} is already {status}")
 
 
@@ -54,7 +55,7 @@ async def retry_job(
     pool: asyncpg.Pool,
     tenant: str,
     job_id: uuid.UUID,
-    clear_cancel_flag: Callable[[uuid.UUID], Awaitable[None]] | None = None,
+    clear_cancel_flag: Callable[[uuid.UUID, str], Awaitable[None]] | None = None,
 ) -> Outgoing:
     """Move a failed or cancelled job back to pending with a fresh attempt budget; returns its outbox rows."""
     async with transaction(pool) as conn:
@@ -66,7 +67,7 @@ async def retry_job(
             raise Conflict(f"only failed or cancelled jobs can be retried; job {job_id} is {status}")
         if row["previous_status"] == JobStatus.CANCELLED and clear_cancel_flag is not None:
             # Before commit: a stale cancel flag in Redis would make a worker drop the retried job.
-            await clear_cancel_flag(job_id)
+            await clear_cancel_flag(job_id, row["queue"])
         data = submitted_data(
             priority=row["priority"], payload=row["payload"], max_attempts=row["max_attempts"], retry=row["retry"],
             timeout_ms=row["timeout_ms"], run_at=None, depends_on=row["depends_on"], tags=row["tags"],

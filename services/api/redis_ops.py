@@ -16,21 +16,22 @@ log = logging.getLogger(__name__)
 REDIS_CALL_TIMEOUT_S = 2.0
 
 
-async def cancel_in_redis(dispatcher: Dispatcher | None, job_id: uuid.UUID) -> str | None:
-    """Drop a waiting job from Redis and raise its cancel flag; best effort (Postgres already says cancelled)."""
+async def cancel_in_redis(dispatcher: Dispatcher | None, queue: str, job_id: uuid.UUID) -> str | None:
+    """Raise the job's cancel flag (its waiting copy is never handed out again); best effort (Postgres already
+    says cancelled)."""
     if dispatcher is None:
         return None
     try:
-        return await asyncio.wait_for(dispatcher.cancel(job_id), timeout=REDIS_CALL_TIMEOUT_S)
+        return await asyncio.wait_for(dispatcher.cancel(queue, job_id), timeout=REDIS_CALL_TIMEOUT_S)
     except (RedisError, OSError, TimeoutError) as exc:
         # Postgres is the truth and already says cancelled; the scheduler reconciles Redis against it.
         log.warning("could not cancel job %s in redis: %r", job_id, exc)
         return None
 
 
-async def clear_cancel_flag(dispatcher: Dispatcher, job_id: uuid.UUID) -> None:
+async def clear_cancel_flag(dispatcher: Dispatcher, queue: str, job_id: uuid.UUID) -> None:
     """Remove a job's cancel flag before it runs again; 503 if Redis does not answer."""
     try:
-        await asyncio.wait_for(dispatcher.redis.delete(dispatcher.keys.cancel(job_id)), timeout=REDIS_CALL_TIMEOUT_S)
+        await asyncio.wait_for(dispatcher.clear_cancel(queue, job_id), timeout=REDIS_CALL_TIMEOUT_S)
     except (RedisError, OSError, TimeoutError) as exc:
         raise ServiceUnavailable("the dispatch store did not answer; try again") from exc

@@ -10,11 +10,14 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import ConsumerRecord
 
-from services.scheduler import dependencies, dispatch, metrics, projection
-from services.scheduler.txn import Committer
-from shared.dispatch.protocol import now_ms
+from services.scheduler import dependencies, dispatch, metrics, projection, retries
+from services.scheduler.store import jobs as store
+from services.scheduler.txn import Committer, Effects
+from shared.dispatch.protocol import Forget, now_ms
 from shared.events import Envelope, EventType
 from shared.kafka.consumer import decode_records
+from shared.logs import job_fields
+from shared.models import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +79,24 @@ class EventHandler:
             await self._handle(envelopes)
         except DATA_ERRORS as exc:
             if len(envelopes) == 1:
-                log.error("skipping event %s (%s of job %s): %r", envelopes[0].event_id, envelopes[0].type,
-                          envelopes[0].job_id, exc)
+                bad = envelopes[0]
+                log.error(
+                    "skipping event %s (%s): %r", bad.event_id, bad.type, exc,
+                    extra=job_fields(bad.job_id, queue=bad.queue, attempt=bad.attempt, traceparent=bad.trace_parent),
+                )
                 return
             log.warning("batch of %d rejected (%r); handling its events one by one", len(envelopes), exc)
             for envelope in envelopes:
                 await self.handle([envelope])
 
     async def _handle(self, envelopes: Sequence[Envelope]) -> None:
-        """Dispatch `submitted`, project the rest, then release or cancel dependents of finished jobs."""
+        """Dispatch `submitted`, project the rest (pushing next attempts of retries), forget what a cancel
+        left waiting, then release or cancel dependents of finished jobs."""
         submitted = sorted({e.job_id for e in envelopes if e.type is EventType.SUBMITTED})
         projected = [e for e in envelopes if e.type in projection.PROJECTED]
         # Every finishing event is a hint, applied or not: the API may have finished the row itself.
         finished: set[uuid.UUID] = {e.job_id for e in envelopes if e.type in FINISHING}
+        cancelled = sorted({e.job_id for e in envelopes if e.type is EventType.CANCELLED})
         if not submitted and not projected:
             return
         at = now_ms()
@@ -98,6 +106,22 @@ class EventHandler:
                 finished.update(moved[dispatch.Outcome.CANCELLED])
             if projected:
                 metrics.PROJECTION_BATCH.observe(len(projected))
-                await projection.project(conn, projected)
+                changed = await projection.project(conn, projected)
+                retrying = [job_id for job_id, status in changed.items() if status is JobStatus.RETRYING]
+                if retrying:
+                    await retries.follow_retries(conn, retrying, fx, at_ms=at)
+            if cancelled:
+                await forget_cancelled(conn, cancelled, fx)
             if finished:
                 await dependencies.settle(conn, finished, fx, now_ms=at)
+
+
+async def forget_cancelled(conn: asyncpg.Connection, job_ids: Sequence[uuid.UUID], fx: Effects) -> None:
+    """Drop the waiting copies of jobs whose rows are (still) cancelled or otherwise over.
+
+    The api only raised the cancel flag (pop and promote drop a flagged copy when they meet it);
+    the copy goes here. A scheduled or retry copy is held one attempt past the row's, hence +1;
+    a row retried meanwhile is live again and keeps its fresh copy.
+    """
+    for row in await store.terminal_rows(conn, job_ids):
+        fx.forget.append(Forget(row.queue, row.id, row.state_attempt + 1))

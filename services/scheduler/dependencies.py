@@ -9,17 +9,10 @@ from collections.abc import Iterable
 import asyncpg
 
 from services.scheduler import dispatch
-from services.scheduler.rows import COLUMNS, JobRow
+from services.scheduler.store import jobs as store
 from services.scheduler.txn import Effects
 
 log = logging.getLogger(__name__)
-
-# Served by the partial GIN index jobs_depends_on (status = 'blocked').
-_BLOCKED_DEPENDENTS = f"""
-SELECT {COLUMNS} FROM jobs
-WHERE status = 'blocked' AND depends_on && $1::uuid[]
-ORDER BY id FOR UPDATE
-"""
 
 # A chain deeper than this is cut off; the reconciler continues it on its next pass.
 MAX_DEPTH = 100
@@ -39,10 +32,10 @@ async def settle(
     for _ in range(MAX_DEPTH):
         if not frontier:
             return total
-        records = await conn.fetch(_BLOCKED_DEPENDENTS, sorted(frontier))
-        if not records:
+        rows = await store.lock_blocked_dependents(conn, sorted(frontier))
+        if not rows:
             return total
-        moved = await dispatch.dispatch_rows(conn, [JobRow.from_record(r) for r in records], fx, now_ms=now_ms)
+        moved = await dispatch.dispatch_rows(conn, rows, fx, now_ms=now_ms)
         for outcome, ids in moved.items():
             total[outcome].extend(ids)
         frontier = set(moved[dispatch.Outcome.CANCELLED])

@@ -1,19 +1,27 @@
-"""Attempts whose worker was lost: expired leases (from Redis) and vanished ones (reconciler)."""
+"""Attempts whose worker was lost: expired leases (read from Redis) and vanished ones (reconciler).
+
+Postgres first: the lost attempt is recorded (`retry` or `failed`, as a worker would have said)
+and committed; only then does Redis move. The next attempt's push replaces the dead lease (the
+attempt fence); any other dead lease is released only if it still is the lease that expired.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
-from services.scheduler import dependencies, metrics, projection
+from services.scheduler import dependencies, metrics, projection, retries
 from services.scheduler.rows import event, from_ms
+from services.scheduler.store import jobs as store
 from services.scheduler.txn import Committer, Effects
-from shared.dispatch.protocol import Dispatcher, Expired, now_ms
+from shared.dispatch.protocol import Dispatcher, now_ms
 from shared.events import Envelope, EventType
+from shared.logs import job_fields
 from shared.models import TERMINAL, JobSpec
 
 log = logging.getLogger(__name__)
@@ -24,14 +32,8 @@ LEASE_EXPIRED: dict[str, Any] = {
 LEASE_LOST: dict[str, Any] = {
     "type": "lease_lost", "message": "worker lease lost (job neither leased nor held in Redis)", "retryable": True,
 }
-
-_STATE = """
-SELECT id, status, state_attempt, state_rank, started_at FROM jobs
-WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
-"""
-
-# Expired leases kept in memory while Postgres is unreachable; Redis has already moved them.
-MAX_UNSYNCED = 100_000
+# Expired leases handled per check; more wait for the next one.
+EXPIRED_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class Recorded:
     retried: list[LostAttempt] = field(default_factory=list)
     failed: list[LostAttempt] = field(default_factory=list)
     gone: list[LostAttempt] = field(default_factory=list)  # rows already terminal or missing
+    stale: list[LostAttempt] = field(default_factory=list)  # rows already past that attempt
+    pushed: set[uuid.UUID] = field(default_factory=set)  # jobs whose next attempt is pushed
 
 
 def lost_event(lost: LostAttempt, error: dict[str, Any], started_at: Any, at_ms: int) -> Envelope:
@@ -74,63 +78,64 @@ def lost_event(lost: LostAttempt, error: dict[str, Any], started_at: Any, at_ms:
 async def record_lost(
     conn: asyncpg.Connection, lost: Sequence[LostAttempt], error: dict[str, Any], fx: Effects, *, at_ms: int
 ) -> Recorded:
-    """Emit and project retry/failed for lost attempts whose rows still expect them.
+    """Emit and project retry/failed for lost attempts whose rows still expect them; queue the next attempts.
 
-    Stale ones (the row already moved past that attempt) emit nothing; exhausted ones
-    cancel their blocked dependents.
+    Stale ones (the row already moved past that attempt) emit nothing, but a row left
+    `retrying` still gets its next attempt pushed (an earlier push may have failed); exhausted
+    ones cancel their blocked dependents.
     """
     out = Recorded()
     if not lost:
         return out
-    rows = {r["id"]: r for r in await conn.fetch(_STATE, sorted({x.spec.job_id for x in lost}))}
+    states = await store.lock_states(conn, [x.spec.job_id for x in lost])
     emitted: list[Envelope] = []
     for item in lost:
-        row = rows.get(item.spec.job_id)
-        if row is None or row["status"] in TERMINAL:
+        row = states.get(item.spec.job_id)
+        if row is None or row.status in TERMINAL:
             out.gone.append(item)
             continue
         kind = EventType.FAILED if item.exhausted else EventType.RETRY
-        if not projection.applies(row["status"], (row["state_attempt"], row["state_rank"]), item.spec.attempt, kind):
+        if not projection.applies(row.status, row.state, item.spec.attempt, kind):
+            out.stale.append(item)
             continue
-        emitted.append(lost_event(item, error, row["started_at"], at_ms))
+        emitted.append(lost_event(item, error, row.started_at, at_ms))
         (out.failed if item.exhausted else out.retried).append(item)
+        spec = item.spec
+        log.info(
+            "attempt lost with its worker (%s): %s", error["type"], kind.value,
+            extra=job_fields(spec.job_id, queue=spec.queue, attempt=spec.attempt, traceparent=spec.trace_parent),
+        )
     if emitted:
         await projection.project(conn, emitted)
         fx.events.extend(emitted)
+    out.pushed = await retries.follow_retries(conn, [x.spec.job_id for x in out.retried + out.stale], fx, at_ms=at_ms)
     if out.failed:
         await dependencies.settle(conn, [x.spec.job_id for x in out.failed], fx, now_ms=at_ms)
     return out
 
 
 class LeaseRequeuer:
-    """Takes back expired leases from Redis and records the lost attempts in Postgres."""
+    """Reads expired leases from Redis, records the lost attempts in Postgres, then moves Redis."""
 
     def __init__(self, committer: Committer, dispatcher: Dispatcher) -> None:
         self._committer = committer
         self._dispatcher = dispatcher
-        self._unsynced: list[Expired] = []
 
     async def tick(self) -> int:
         """One check; returns how many expired leases were handled."""
-        batch = self._unsynced + await self._dispatcher.requeue_expired()
-        if len(batch) > MAX_UNSYNCED:
-            log.error("dropping %d expired leases Postgres never recorded", len(batch) - MAX_UNSYNCED)
-            batch = batch[-MAX_UNSYNCED:]
-        self._unsynced = batch  # until Postgres has them: Redis already moved these jobs
-        if not batch:
+        expired = await self._dispatcher.expired(limit=EXPIRED_LIMIT)
+        if not expired:
             return 0
-        lost = [LostAttempt(x.spec, x.outcome == "exhausted") for x in batch]
+        lost = [LostAttempt(x.spec, x.exhausted) for x in expired]
         async with self._committer.transaction("lease") as (conn, fx):
             done = await record_lost(conn, lost, LEASE_EXPIRED, fx, at_ms=now_ms())
-            # Redis already queued the next attempt of these; their rows say they are over.
-            fx.forget.extend(x.spec.job_id for x in done.gone if not x.exhausted)
-        self._unsynced = []
-        for x in batch:
-            metrics.LEASES_EXPIRED.labels(x.outcome).inc()
+            # A pushed next attempt replaces its dead lease; every other dead lease goes (only
+            # if it still is that lease: a push or another replica may have moved it meanwhile).
+            fx.releases.extend(x.lease for x in expired if x.spec.job_id not in done.pushed)
+        metrics.LEASES_EXPIRED.labels("retry").inc(len(done.retried))
+        metrics.LEASES_EXPIRED.labels("exhausted").inc(len(done.failed))
         log.info(
-            "expired leases: %d retried, %d failed, %d already over", len(done.retried), len(done.failed),
-            len(done.gone),
+            "expired leases: %d retried, %d failed, %d already over, %d already recorded", len(done.retried),
+            len(done.failed), len(done.gone), len(done.stale),
         )
-        return len(batch)
-
-
+        return len(expired)

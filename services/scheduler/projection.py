@@ -15,7 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from services.scheduler.rows import TERMINAL_SQL, parse_time
+from services.scheduler.rows import parse_time
+from services.scheduler.store import projection as store
 from shared.events import RANK, Envelope, EventType
 from shared.models import TERMINAL, JobStatus
 
@@ -31,56 +32,6 @@ PROJECTED: frozenset[EventType] = frozenset({*STATUS_OF, EventType.PROGRESS})
 ATTEMPT_EVENTS: frozenset[EventType] = frozenset(
     {EventType.STARTED, EventType.COMPLETED, EventType.RETRY, EventType.FAILED}
 )
-
-_UPDATE_ROWS = f"""
-UPDATE jobs SET
-    status = u.status,
-    state_attempt = u.attempt,
-    state_rank = u.rank,
-    attempts = CASE WHEN u.status = 'cancelled' THEN jobs.attempts ELSE greatest(jobs.attempts, u.attempt) END,
-    started_at = COALESCE(u.started_at, jobs.started_at),
-    completed_at = CASE WHEN u.status IN {TERMINAL_SQL} THEN u.ended_at END,
-    result = CASE WHEN u.status = 'completed' THEN u.result ELSE jobs.result END,
-    error = CASE WHEN u.status = 'completed' THEN NULL ELSE COALESCE(u.error, jobs.error) END,
-    next_run_at = u.next_run_at,
-    cancel_reason = COALESCE(u.cancel_reason, jobs.cancel_reason),
-    updated_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::timestamptz[], $6::timestamptz[],
-            $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::text[])
-    AS u(id, status, attempt, rank, started_at, ended_at, result, error, next_run_at, cancel_reason)
-WHERE jobs.id = u.id
-  AND jobs.status NOT IN {TERMINAL_SQL}
-  AND (jobs.state_attempt, jobs.state_rank) < (u.attempt, u.rank)
-RETURNING jobs.id, jobs.status
-"""
-# One row per attempt, the successful one included. A finished attempt keeps its outcome;
-# later duplicates only fill in what it lacks.
-_UPSERT_ATTEMPTS = """
-INSERT INTO job_attempts AS a (job_id, attempt, worker_id, status, started_at, ended_at, error)
-SELECT u.job_id, u.attempt, u.worker_id, u.status, u.started_at, u.ended_at, u.error
-FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::jsonb[])
-    AS u(job_id, attempt, worker_id, status, started_at, ended_at, error)
-WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = u.job_id)
-ON CONFLICT (job_id, attempt) DO UPDATE SET
-    status = CASE WHEN a.status = 'running' THEN EXCLUDED.status ELSE a.status END,
-    worker_id = COALESCE(a.worker_id, EXCLUDED.worker_id),
-    started_at = COALESCE(a.started_at, EXCLUDED.started_at),
-    ended_at = CASE WHEN a.status = 'running' THEN EXCLUDED.ended_at ELSE a.ended_at END,
-    error = CASE WHEN a.status = 'running' THEN EXCLUDED.error ELSE a.error END
-"""
-_CANCEL_ATTEMPTS = """
-UPDATE job_attempts SET status = 'cancelled', ended_at = u.ended_at
-FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) AS u(job_id, attempt, ended_at)
-WHERE job_attempts.job_id = u.job_id AND job_attempts.attempt = u.attempt AND job_attempts.status = 'running'
-"""
-# Progress never moves the row's state: it may arrive before `started` (another topic).
-_UPDATE_PROGRESS = f"""
-UPDATE jobs SET progress = u.progress, updated_at = now()
-FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS u(id, attempt, progress)
-WHERE jobs.id = u.id
-  AND jobs.status NOT IN {TERMINAL_SQL}
-  AND (u.attempt, {RANK[EventType.PROGRESS]}) >= (jobs.state_attempt, jobs.state_rank)
-"""
 
 
 def applies(status: str, state: tuple[int, int], attempt: int, kind: EventType) -> bool:
@@ -216,32 +167,11 @@ async def project(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> di
     p = plan(envelopes)
     moved: dict[uuid.UUID, JobStatus] = {}
     if p.rows:
-        changes = sorted(p.rows.values(), key=lambda c: c.job_id)
-        records = await conn.fetch(
-            _UPDATE_ROWS,
-            [c.job_id for c in changes], [c.status.value for c in changes],
-            [c.attempt for c in changes], [c.rank for c in changes],
-            [c.started_at for c in changes], [c.ended_at for c in changes],
-            [c.result for c in changes], [c.error for c in changes],
-            [c.next_run_at for c in changes], [c.cancel_reason for c in changes],
-        )
-        moved = {r["id"]: JobStatus(r["status"]) for r in records}
+        moved = await store.update_rows(conn, sorted(p.rows.values(), key=lambda c: c.job_id))
     if p.attempts:
-        attempts = sorted(p.attempts.values(), key=lambda a: (a.job_id, a.attempt))
-        await conn.execute(
-            _UPSERT_ATTEMPTS,
-            [a.job_id for a in attempts], [a.attempt for a in attempts], [a.worker_id for a in attempts],
-            [a.status for a in attempts], [a.started_at for a in attempts], [a.ended_at for a in attempts],
-            [a.error for a in attempts],
-        )
+        await store.upsert_attempts(conn, sorted(p.attempts.values(), key=lambda a: (a.job_id, a.attempt)))
     if p.cancelled_attempts:
-        keys = sorted(p.cancelled_attempts)
-        await conn.execute(
-            _CANCEL_ATTEMPTS, [k[0] for k in keys], [k[1] for k in keys], [p.cancelled_attempts[k] for k in keys]
-        )
+        await store.cancel_attempts(conn, [(*key, p.cancelled_attempts[key]) for key in sorted(p.cancelled_attempts)])
     if p.progress:
-        ids = sorted(p.progress)
-        await conn.execute(
-            _UPDATE_PROGRESS, ids, [p.progress[i][0] for i in ids], [p.progress[i][1] for i in ids]
-        )
+        await store.update_progress(conn, [(job_id, *p.progress[job_id]) for job_id in sorted(p.progress)])
     return moved

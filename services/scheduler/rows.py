@@ -12,18 +12,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import events
+from shared.logs import job_fields
 from shared.models import JobSpec, JobStatus, RetryPolicy
 
 log = logging.getLogger(__name__)
-
-# Everything needed to decide a dispatch and build the worker's spec.
-COLUMNS = (
-    "id, tenant, queue, job_type, status, priority, payload, max_attempts, retry, timeout_ms,"
-    " scheduled_for, depends_on, attempts, state_attempt, state_rank, created_at, updated_at,"
-    " next_run_at, started_at, trace_parent"
-)
-
-TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +42,11 @@ class JobRow:
     next_run_at: datetime | None = None
     started_at: datetime | None = None
     trace_parent: str | None = None
+    cancel_requested: bool = False
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> JobRow:
-        """Build from an asyncpg record selected with `COLUMNS`."""
+        """Build from an asyncpg record selected with `store.jobs.COLUMNS`."""
         return cls(
             id=r["id"], tenant=r["tenant"], queue=r["queue"], job_type=r["job_type"],
             status=JobStatus(r["status"]), priority=r["priority"], payload=r["payload"],
@@ -62,11 +55,12 @@ class JobRow:
             attempts=r["attempts"], state_attempt=r["state_attempt"], state_rank=r["state_rank"],
             created_at=r["created_at"], updated_at=r["updated_at"], next_run_at=r["next_run_at"],
             started_at=r["started_at"], trace_parent=r.get("trace_parent"),
+            cancel_requested=bool(r.get("cancel_requested")),
         )
 
     @property
     def next_attempt(self) -> int:
-        """The number the next dispatched attempt gets (attempt numbers never repeat)."""
+        """The number the next dispatched attempt gets: above every attempt the row recorded."""
         return max(self.attempts, self.state_attempt) + 1
 
 
@@ -78,6 +72,16 @@ def to_ms(moment: datetime) -> int:
 def from_ms(ms: int) -> datetime:
     """The UTC datetime of epoch milliseconds."""
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def due_at(row: JobRow, at_ms: int) -> int:
+    """When the next attempt of a waiting row is due: it goes through the delayed set and the
+    promoter, which records the attempt as queued with its `dispatched` event (never 0: ready)."""
+    if row.status is JobStatus.SCHEDULED and row.scheduled_for is not None:
+        return max(to_ms(row.scheduled_for), 1)
+    if row.status is JobStatus.RETRYING and row.next_run_at is not None:
+        return max(to_ms(row.next_run_at), at_ms)
+    return at_ms
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -104,7 +108,7 @@ def _retry_policy(raw: Any, job_id: uuid.UUID) -> RetryPolicy:
         return RetryPolicy.model_validate(raw or {})
     except ValidationError as exc:
         # A bad stored policy must not poison the whole batch: fall back to the default.
-        log.warning("job %s has an invalid retry policy, using the default: %s", job_id, exc)
+        log.warning("invalid stored retry policy, using the default: %s", exc, extra=job_fields(job_id))
         return RetryPolicy()
 
 
@@ -145,10 +149,11 @@ def dispatched_event(row: JobRow, attempt: int) -> events.Envelope:
     )
 
 
-def dependency_cancelled_event(row: JobRow, attempt: int) -> events.Envelope:
-    """`cancelled` of a job whose dependency ended failed or cancelled."""
+def cancelled_event(row: JobRow, attempt: int, reason: str) -> events.Envelope:
+    """`cancelled` the scheduler decides: a dependency ended failed or cancelled, or a cancel
+    requested while the job ran found no worker left to stop it."""
     return event(
         events.EventType.CANCELLED, job_id=row.id, tenant=row.tenant, queue=row.queue,
-        job_type=row.job_type, attempt=attempt, data={"reason": "dependency_failed", "by": "scheduler"},
+        job_type=row.job_type, attempt=attempt, data={"reason": reason, "by": "scheduler"},
         trace_parent=row.trace_parent,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -10,8 +9,9 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.scheduler import metrics
-from services.scheduler.redis_ops import RedisSteps
+from services.scheduler.redis_steps import RedisSteps
 from shared import events, outbox
+from shared.dispatch.protocol import Forget, Lease
 from shared.models import JobSpec
 from shared.outbox import OutboxRelay
 
@@ -21,8 +21,10 @@ class Effects:
     """What a transaction produced besides row changes: events (outbox) and Redis work (after commit)."""
 
     events: list[events.Envelope] = field(default_factory=list)
-    pushes: list[tuple[JobSpec, int]] = field(default_factory=list)
-    forget: list[uuid.UUID] = field(default_factory=list)
+    pushes: list[tuple[JobSpec, int]] = field(default_factory=list)  # (spec, run_at ms; 0 = ready now)
+    dispatches: list[tuple[JobSpec, int]] = field(default_factory=list)  # pushes of rows that were pending
+    forget: list[Forget] = field(default_factory=list)  # waiting copies Postgres no longer expects
+    releases: list[Lease] = field(default_factory=list)  # dead leases whose attempts are recorded
 
 
 class Committer:
@@ -40,8 +42,8 @@ class Committer:
     async def transaction(self, source: str) -> AsyncIterator[tuple[asyncpg.Connection, Effects]]:
         """Yield (connection, effects); on a clean exit enqueue the events, commit, then do the Redis work.
 
-        A crash between the commit and the Redis push leaves rows that Redis lacks; the
-        reconciler finds and re-dispatches them.
+        Postgres first, Redis after: a crash between the commit and the Redis steps leaves rows
+        that Redis lacks; the reconciler finds and re-dispatches them.
         """
         fx = Effects()
         async with self.pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
@@ -52,5 +54,6 @@ class Committer:
             dispatched = sum(1 for e in fx.events if e.type is events.EventType.DISPATCHED)
             if dispatched:
                 metrics.DISPATCHED.labels(source).inc(dispatched)
-        await self.redis.push(fx.pushes)
+        await self.redis.release(fx.releases)
         await self.redis.forget(fx.forget)
+        await self.redis.push(fx.pushes + fx.dispatches, fresh={spec.job_id for spec, _ in fx.dispatches})

@@ -53,10 +53,13 @@ class InFlight:
 
 @dataclass(frozen=True)
 class Release:
-    """How to give the lease back once the outcome event is acknowledged."""
+    """The lease is released once the outcome event is acknowledged; this says how the attempt ended.
+
+    A retry is released like any other outcome: the scheduler pushes the next attempt when it
+    records the `retry` event (docs/adr/0001-dispatch-state-ownership.md).
+    """
 
     label: str  # the metrics outcome
-    retry_at_ms: int | None = None  # None: ack
 
 
 async def run_handler(rec: InFlight, fn: Handler | None, timeout_ms: int) -> outcomes.Outcome | None:
@@ -106,14 +109,13 @@ def conclude(
 ) -> tuple[Envelope, Release]:
     """The event that ends the attempt and how to release the lease once Kafka acknowledged it."""
     spec = rec.lease.spec
-    ended_ms = int(ended_at.timestamp() * 1000)
     if rec.stop_reason is StopReason.CANCELLED:
         return job_events.cancelled(spec), Release("cancelled")
     if rec.stop_reason is StopReason.SHUTDOWN and outcome is None:
-        # Handing the job back burns an attempt number (retry_later moves it to attempt + 1):
-        # an honest audit of an attempt that started and never finished. It is due again at once.
+        # Handing the job back burns an attempt number (the scheduler pushes attempt + 1 when it
+        # records this retry): an honest audit of an attempt that started and never finished.
         error = outcomes.error_info(outcomes.WORKER_SHUTDOWN, "the worker shut down before the handler finished", True)
-        return job_events.retry(spec, worker_id, error, 0, started_at, ended_at), Release("shutdown", ended_ms)
+        return job_events.retry(spec, worker_id, error, 0, started_at, ended_at), Release("shutdown")
     if outcome is None:  # stopped with no recorded reason; treat it as a crash of the attempt
         outcome = outcomes.from_exception(asyncio.CancelledError("handler stopped"))
     decision = outcomes.decide(outcome, spec)
@@ -122,6 +124,6 @@ def conclude(
     assert outcome.error is not None  # only a success has no error
     if decision.verdict is outcomes.Verdict.RETRY:
         envelope = job_events.retry(spec, worker_id, outcome.error, decision.delay_ms, started_at, ended_at)
-        return envelope, Release("retry", ended_ms + decision.delay_ms)
+        return envelope, Release("retry")
     reason = (decision.reason or outcomes.FailReason.PERMANENT).value
     return job_events.failed(spec, worker_id, outcome.error, reason, started_at, ended_at), Release("failed")

@@ -2,7 +2,7 @@
 
 Per job: publish `started` (wait for Kafka's ack), run the handler under its timeout,
 publish the outcome (completed / retry / failed / cancelled) and only then release the
-lease (ack or retry_later). A lease lost to another worker stops the job silently.
+lease. A lease lost to another worker stops the job silently.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Executor:
         self._slot_freed = asyncio.Event()
         self._intake_stopped = False
         # Jobs finishing together share one ack script call.
-        self._acks: Coalescer[Lease] = Coalescer("acks", dispatcher.ack)
+        self._acks: Coalescer[Lease] = Coalescer("acks", dispatcher.release)
         # A span per job costs ~15% of the hot path; only pay for it when spans go somewhere.
         self._tracer = tracer("services.worker") if trace_jobs else None
 
@@ -243,14 +243,13 @@ class Executor:
         await self._release(rec, release)
 
     async def _release(self, rec: InFlight, release: Release) -> None:
-        """Ack or retry_later, retried while Redis is unreachable (the heartbeat keeps the lease)."""
+        """Release the lease, retried while Redis is unreachable (the heartbeat keeps the lease)."""
         backoff: Backoff | None = None  # made on the first failure only: this runs once per job
         while True:
             try:
-                if release.retry_at_ms is None:
-                    await self._acks.submit(rec.lease)
-                elif not await self._dispatcher.retry_later(rec.lease, release.retry_at_ms):
-                    log.warning("lease no longer owned at release", extra=rec.ctx.log_fields())
+                # A retry is released like any outcome: the scheduler pushes the next attempt when it
+                # records the `retry` event (docs/adr/0001-dispatch-state-ownership.md).
+                await self._acks.submit(rec.lease)
                 break
             except (RedisError, OSError) as exc:
                 backoff = backoff or Backoff(RELEASE_RETRY_FIRST_S, RELEASE_RETRY_MAX_S)

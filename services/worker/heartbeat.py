@@ -14,7 +14,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from services.worker.executor import Executor
-from shared.dispatch.protocol import Dispatcher, now_ms
+from shared.dispatch.protocol import Dispatcher, JobRef, now_ms
 from shared.logs import job_fields
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ class Heartbeat:
         """Stop the handlers of jobs flagged cancelled."""
         ids = self._executor.cancellable_ids()
         if ids:
-            flagged = await self._dispatcher.cancelled(ids)
+            queues = {lease.job_id: lease.spec.queue for lease in self._executor.leases()}
+            flagged = await self._dispatcher.cancelled([JobRef(queues[i], i) for i in ids if i in queues])
             if flagged:
                 self._executor.cancel(flagged)
 

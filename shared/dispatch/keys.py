@@ -1,21 +1,85 @@
-"""Every Redis key name Conveyor uses, built in one place."""
+"""Every Redis key name Conveyor uses, built in one place.
+
+The keys of one queue share the hash tag `{<prefix>:<queue>}`: every Lua script works on one
+queue and names all its keys in KEYS, so each script call touches one hash slot and could run
+on Redis Cluster. The global keys (queue names, wake list, worker registry) are never touched
+by a script; the Python side updates them in the same pipeline as the script calls.
+"""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
-# Ready-set scores: a lower score pops first. Priority takes the high bits, a global
-# sequence the low 42 bits, so equal priorities stay FIFO and doubles stay exact.
+# Ready-set scores: a lower score pops first. Priority takes the high bits, the queue's sequence
+# number the low 42 bits, so equal priorities stay FIFO and every score stays an exact double.
 PRIORITY_SHIFT = 2**42
+MAX_PRIORITY = 10
 
 
-def ready_score(priority: int, seq: int) -> float:
-    """Score of a job in its queue's ready set (mirrors push.lua)."""
-    return float((10 - priority) * PRIORITY_SHIFT + seq)
+def ready_base(priority: int) -> int:
+    """A job's ready-set score before its queue's sequence number is added (the scripts add it)."""
+    return (MAX_PRIORITY - priority) * PRIORITY_SHIFT
 
 
-@dataclass(frozen=True)
+def ready_score(priority: int, seq: int) -> int:
+    """The full ready-set score of a job pushed as the `seq`-th of its queue."""
+    return ready_base(priority) + seq
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one queue, all in the hash slot of its tag."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def tag(self) -> str:
+        """`{<prefix>:<queue>}`: Redis Cluster hashes only this part of each key."""
+        return f"{{{self.prefix}:{self.queue}}}"
+
+    @property
+    def ready(self) -> str:
+        """Zset: job id -> ready score (priority, then FIFO)."""
+        return f"{self.tag}:ready"
+
+    @property
+    def delayed(self) -> str:
+        """Zset: job id -> run-at ms (scheduled runs and retries)."""
+        return f"{self.tag}:delayed"
+
+    @property
+    def leases(self) -> str:
+        """Zset: job id -> lease deadline ms."""
+        return f"{self.tag}:leases"
+
+    @property
+    def owners(self) -> str:
+        """Hash: job id -> token of the lease that owns it."""
+        return f"{self.tag}:owners"
+
+    @property
+    def specs(self) -> str:
+        """Hash: job id -> the JobSpec JSON handed to the worker."""
+        return f"{self.tag}:specs"
+
+    @property
+    def state(self) -> str:
+        """Hash: job id -> `<attempt>:<ready base>` of the copy Redis holds."""
+        return f"{self.tag}:state"
+
+    @property
+    def seq(self) -> str:
+        """Counter: the queue's sequence numbers (FIFO within a priority)."""
+        return f"{self.tag}:seq"
+
+    @property
+    def cancelled(self) -> str:
+        """Zset: job id -> ms until which its cancel flag holds."""
+        return f"{self.tag}:cancelled"
+
+
+@dataclass(frozen=True, slots=True)
 class Keys:
     """Key names under one prefix (tests isolate by prefix)."""
 
@@ -23,40 +87,23 @@ class Keys:
 
     @property
     def queues(self) -> str:
+        """Set of every queue name that ever had a job pushed (global)."""
         return f"{self.prefix}:queues"
 
     @property
-    def seq(self) -> str:
-        return f"{self.prefix}:seq"
-
-    @property
-    def delayed(self) -> str:
-        return f"{self.prefix}:delayed"
-
-    @property
-    def leases(self) -> str:
-        return f"{self.prefix}:leases"
-
-    @property
-    def lease_owner(self) -> str:
-        return f"{self.prefix}:lease-owner"
-
-    @property
     def wake(self) -> str:
+        """List of wake tokens workers block on: one per ready job, at most 64 (global)."""
         return f"{self.prefix}:wake"
 
     @property
     def workers(self) -> str:
+        """Zset: worker id -> last heartbeat ms (global)."""
         return f"{self.prefix}:workers"
 
-    def ready(self, queue: str) -> str:
-        return f"{self.prefix}:q:{queue}:ready"
-
-    def job(self, job_id: uuid.UUID | str) -> str:
-        return f"{self.prefix}:job:{job_id}"
-
-    def cancel(self, job_id: uuid.UUID | str) -> str:
-        return f"{self.prefix}:cancel:{job_id}"
-
     def worker(self, worker_id: str) -> str:
+        """A worker's registry entry, expiring unless refreshed (global)."""
         return f"{self.prefix}:worker:{worker_id}"
+
+    def queue(self, name: str) -> QueueKeys:
+        """The keys of one queue."""
+        return QueueKeys(self.prefix, name)

@@ -143,7 +143,7 @@ async def cancel(job_id: str, deps: Deps, principal: Submitter) -> Response:
     """Waiting jobs are cancelled at once (200); a running job's worker is told to stop it (202)."""
     jid = parse_job_id(job_id)
     outcome = await cancel_job(deps.pool, principal.tenant, jid)
-    await cancel_in_redis(deps.dispatcher, jid)
+    await cancel_in_redis(deps.dispatcher, outcome.queue, jid)
     if outcome.immediate:
         deps.publish(outcome.outgoing)
         metrics.JOBS_CANCELLED.labels("cancelled").inc()
@@ -163,9 +163,9 @@ async def retry(job_id: str, deps: Deps, principal: Submitter) -> Response:
     jid = parse_job_id(job_id)
     dispatcher = deps.dispatcher
 
-    async def clear(target: uuid.UUID) -> None:
+    async def clear(target: uuid.UUID, queue: str) -> None:
         if dispatcher is not None:
-            await clear_cancel_flag(dispatcher, target)
+            await clear_cancel_flag(dispatcher, queue, target)
 
     deps.publish(await retry_job(deps.pool, principal.tenant, jid, clear))
     metrics.JOBS_RETRIED.inc()

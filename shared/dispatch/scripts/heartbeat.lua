@@ -1,5 +1,6 @@
--- Extend the leases a worker still owns; returns the ids it no longer owns.
--- KEYS: 1 leases zset, 2 lease-owner hash
+#!lua
+-- Extend the leases of one queue a worker still owns; returns the ids it no longer owns.
+-- KEYS: 1 leases, 2 owners
 -- ARGV: 1 new deadline ms, then pairs of job id, token
 local lost = {}
 for i = 2, #ARGV, 2 do

@@ -78,7 +78,7 @@ class Harness:
 
     async def ready_ids(self, queue: str = "q") -> list[uuid.UUID]:
         """Job ids in a queue's ready set, best first."""
-        members = await self.redis.zrange(self.dispatcher.keys.ready(queue), 0, -1)
+        members = await self.redis.zrange(self.dispatcher.keys.queue(queue).ready, 0, -1)
         return [uuid.UUID(x.decode() if isinstance(x, bytes) else str(x)) for x in members]
 
     async def wait_ready(self, *job_ids: uuid.UUID, queue: str = "q") -> list[uuid.UUID]:
@@ -86,14 +86,15 @@ class Harness:
         want = sorted(job_ids)
         return await support.eventually(lambda: self.ready_ids(queue), lambda ids: sorted(ids) == want)
 
-    async def redis_attempt(self, job_id: uuid.UUID) -> int | None:
+    async def redis_attempt(self, job_id: uuid.UUID, queue: str = "q") -> int | None:
         """The attempt Redis would hand out for a job (None when Redis does not hold it)."""
-        raw = await self.redis.hget(self.dispatcher.keys.job(job_id), "attempt")
-        return int(raw) if raw is not None else None
+        raw = await self.redis.hget(self.dispatcher.keys.queue(queue).state, str(job_id))
+        return int(raw.decode().split(":")[0]) if raw is not None else None
 
     async def lose_redis_data(self) -> int:
-        """Delete every key of this test's prefix: FLUSHALL, scoped to the test's cluster."""
-        keys = [k async for k in self.redis.scan_iter(match=f"{self.dispatcher.keys.prefix}:*", count=1000)]
+        """Delete every key of this test's prefix (global and per queue): FLUSHALL, scoped to the test's cluster."""
+        prefix = self.dispatcher.keys.prefix
+        keys = [k for pattern in (f"{prefix}:*", f"{{{prefix}:*") async for k in self.redis.scan_iter(match=pattern)]
         return int(await self.redis.delete(*keys)) if keys else 0
 
 

@@ -61,7 +61,7 @@ async def test_a_delayed_job_is_scheduled_then_promoted_when_due(harness: Harnes
 
     row = await harness.wait_status(job, "scheduled")
     assert row["state_attempt"] == 0
-    score = await harness.redis.zscore(harness.dispatcher.keys.delayed, str(job))
+    score = await harness.redis.zscore(harness.dispatcher.keys.queue("q").delayed, str(job))
     assert score == to_ms(run_at)
     assert await harness.ready_ids() == []
     assert harness.tap.of(job, EventType.DISPATCHED) == []

@@ -67,11 +67,11 @@ async def test_a_lease_that_expires_after_the_job_finished_does_not_run_it_again
     await harness.start()
     job = await _popped(harness, lease_ms=1500)
     now = utcnow().isoformat()
-    # The worker published its completion, then died before acking the lease.
+    # The worker published its completion, then died before releasing the lease.
     await harness.publish(worker_event(EventType.COMPLETED, job, 1, result=1, startedAt=now, endedAt=now))
     await harness.wait_status(job, "completed")
     before = len(harness.tap.events)
-    # requeue_expired moves the job to the delayed set; the scheduler must take it back out.
+    # The expired lease is read; the row is over, so the scheduler releases it and Redis forgets the job.
     await eventually(lambda: harness.redis_attempt(job), lambda attempt: attempt is None, timeout_s=10)
     assert await harness.ready_ids() == []
     assert not [e for e in harness.tap.events[before:] if e.job_id == job and e.type is EventType.RETRY]

@@ -10,8 +10,8 @@ from datetime import timedelta
 import asyncpg
 from prometheus_client import REGISTRY
 
-from services.scheduler.reconciler import LOCK_KEY
 from services.scheduler.service import SchedulerService
+from services.scheduler.store.reconcile import LOCK_KEY
 from shared.events import EventType, utcnow
 from tests.integration.scheduler.conftest import Harness
 from tests.integration.scheduler.support import eventually, worker_event

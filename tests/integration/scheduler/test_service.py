@@ -6,9 +6,12 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import httpx
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from deploy.local.servers import free_port
 from services.scheduler.service import SchedulerService
@@ -44,12 +47,25 @@ async def test_stop_is_safe_before_start_and_twice() -> None:
 async def test_start_fails_loudly_when_postgres_is_unreachable(harness: Harness) -> None:
     settings = harness.settings(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/nope")
     service = SchedulerService(settings)
+    began = time.monotonic()
     try:
-        await asyncio.wait_for(service.start(), timeout=20)
-    except (OSError, TimeoutError):
-        pass
-    else:
-        raise AssertionError("start() succeeded without Postgres")
+        # The refusal itself, quickly: a start that hangs fails this test (TimeoutError is no OSError).
+        with pytest.raises(OSError) as refused:
+            await asyncio.wait_for(service.start(), timeout=20)
+        assert not isinstance(refused.value, TimeoutError), "start() hung instead of failing"
+        assert time.monotonic() - began < 15
+    finally:
+        await service.stop()
+    assert not service.failed.is_set()
+
+
+async def test_start_fails_loudly_when_redis_is_unreachable(harness: Harness) -> None:
+    settings = harness.settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=2.0)
+    service = SchedulerService(settings)
+    try:
+        with pytest.raises((OSError, RedisConnectionError)) as refused:
+            await asyncio.wait_for(service.start(), timeout=20)
+        assert not isinstance(refused.value, TimeoutError), "start() hung instead of failing"
     finally:
         await service.stop()
 

@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -138,8 +139,13 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[WorkerServic
 
 
 @contextlib.asynccontextmanager
-async def promoting(dispatcher: Dispatcher, every_s: float = 0.02) -> AsyncIterator[None]:
-    """Stand in for the scheduler: move due delayed jobs (retries) back to their queues."""
+async def scheduling(
+    dispatcher: Dispatcher, tap: EventTap, *specs: JobSpec, every_s: float = 0.02
+) -> AsyncIterator[None]:
+    """Stand in for the scheduler: push the next attempt of each `retry` the tap sees (due at its
+    nextRunAt), as the scheduler does once it recorded the retry, and promote due delayed jobs."""
+    by_id = {spec.job_id: spec for spec in specs}
+    followed: set[tuple[uuid.UUID, int]] = set()
 
     # Stopped by an event, not by cancelling: redis-py can swallow a cancellation that lands
     # mid-command (redis/redis-py#2028), and the loop then ran on while the test waited for it.
@@ -147,6 +153,10 @@ async def promoting(dispatcher: Dispatcher, every_s: float = 0.02) -> AsyncItera
 
     async def loop() -> None:
         while not stop.is_set():
+            for e in list(tap.events):
+                if e.type is EventType.RETRY and (e.job_id, e.attempt) not in followed and e.job_id in by_id:
+                    followed.add((e.job_id, e.attempt))
+                    await dispatcher.push([(next_attempt_of(by_id[e.job_id], e), due_ms(e))])
             await dispatcher.promote_due()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_s)
@@ -157,6 +167,16 @@ async def promoting(dispatcher: Dispatcher, every_s: float = 0.02) -> AsyncItera
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=10)
+
+
+def next_attempt_of(spec: JobSpec, retry: Envelope) -> JobSpec:
+    """The spec of the attempt after the one a `retry` event ended."""
+    return spec.model_copy(update={"attempt": retry.attempt + 1})
+
+
+def due_ms(retry: Envelope) -> int:
+    """When a `retry` event says the next attempt is due (never 0: that would mean ready now)."""
+    return max(int(datetime.fromisoformat(retry.data["nextRunAt"]).timestamp() * 1000), 1)
 
 
 async def poll_until(probe: Callable[[], Awaitable[T]], timeout_s: float = 10.0, every_s: float = 0.05) -> T:

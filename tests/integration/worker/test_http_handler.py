@@ -13,7 +13,7 @@ from shared.dispatch.protocol import Dispatcher
 from shared.events import EventType
 from shared.http_server import HttpServer
 from shared.models import RetryPolicy
-from tests.integration.worker.support import Env, EventTap, job, promoting, running_worker
+from tests.integration.worker.support import Env, EventTap, job, running_worker, scheduling
 
 S, C, R, F = EventType.STARTED, EventType.COMPLETED, EventType.RETRY, EventType.FAILED
 
@@ -64,7 +64,7 @@ async def test_http_job_outcomes(
     busy = job("http", {"url": f"{base}/busy", "timeoutMs": 2000}, max_attempts=5, retry=slow_policy)
     missing = job("http", {"url": f"{base}/missing"}, max_attempts=5)
     down = job("http", {"url": f"http://127.0.0.1:{free_port()}/x", "timeoutMs": 1000}, max_attempts=1)
-    async with running_worker(env.settings()), promoting(dispatcher):
+    async with running_worker(env.settings()), scheduling(dispatcher, tap, ok, busy, missing, down):
         await dispatcher.push([(ok, 0), (busy, 0), (missing, 0), (down, 0)])
         assert await tap.wait_terminal(ok.job_id) == [(S, 1), (C, 1)]
         assert await tap.wait_terminal(busy.job_id) == [(S, 1), (R, 1), (S, 2), (R, 2), (S, 3), (C, 3)]

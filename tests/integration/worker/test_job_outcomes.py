@@ -9,18 +9,20 @@ from datetime import UTC, datetime
 
 import httpx
 
-from shared.dispatch.protocol import Dispatcher
+from shared.dispatch.protocol import Dispatcher, JobRef
 from shared.events import EventType
-from tests.integration.worker.support import Env, EventTap, job, poll_until, promoting, running_worker
+from shared.models import JobSpec
+from tests.integration.worker.support import Env, EventTap, job, poll_until, running_worker, scheduling
 
 S, P, C, R, F = EventType.STARTED, EventType.PROGRESS, EventType.COMPLETED, EventType.RETRY, EventType.FAILED
 
 
-async def wait_released(dispatcher: Dispatcher, job_id: uuid.UUID) -> None:
-    """Until Redis forgot the job: no lease, no job hash (the ack follows Kafka's acknowledgement)."""
+async def wait_released(dispatcher: Dispatcher, spec: JobSpec) -> None:
+    """Until Redis forgot the job: no lease, no copy (the release follows Kafka's acknowledgement)."""
 
     async def released() -> bool:
-        return await dispatcher.leased([job_id]) == set() and await dispatcher.held([job_id]) == set()
+        ref = JobRef.of(spec)
+        return await dispatcher.leased([ref]) == set() and await dispatcher.held([ref]) == set()
 
     await poll_until(released, timeout_s=5)
 
@@ -44,7 +46,7 @@ async def test_noop_emits_started_then_completed_and_releases_the_lease(
         assert completed.data["startedAt"] == started.data["startedAt"]
         assert completed.data["durationMs"] >= 0
         assert dict(tap.headers[spec.job_id])["tenant"] == b"acme"
-        await wait_released(dispatcher, spec.job_id)
+        await wait_released(dispatcher, spec)
 
 
 async def test_echo_and_a_custom_handler_module(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
@@ -61,7 +63,7 @@ async def test_echo_and_a_custom_handler_module(env: Env, dispatcher: Dispatcher
 
 async def test_transient_failures_retry_then_succeed(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
     spec = job("fail", {"mode": "transient", "failTimes": 2, "message": "flaky"}, max_attempts=5)
-    async with running_worker(env.settings()), promoting(dispatcher):
+    async with running_worker(env.settings()), scheduling(dispatcher, tap, spec):
         await dispatcher.push([(spec, 0)])
         kinds = await tap.wait_terminal(spec.job_id)
     assert kinds == [(S, 1), (R, 1), (S, 2), (R, 2), (S, 3), (C, 3)]
@@ -69,12 +71,12 @@ async def test_transient_failures_retry_then_succeed(env: Env, dispatcher: Dispa
     assert retry.data["error"] == {"type": "transient", "message": "flaky", "retryable": True}
     assert retry.data["delayMs"] == 10  # baseDelayMs 10, no jitter, first failure
     assert set(retry.data) == {"error", "nextRunAt", "delayMs", "workerId", "startedAt", "endedAt"}
-    await wait_released(dispatcher, spec.job_id)
+    await wait_released(dispatcher, spec)
 
 
 async def test_permanent_failure_fails_at_once(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
     spec = job("fail", {"mode": "permanent", "message": "bad input"}, max_attempts=5)
-    async with running_worker(env.settings()), promoting(dispatcher):
+    async with running_worker(env.settings()), scheduling(dispatcher, tap, spec):
         await dispatcher.push([(spec, 0)])
         assert await tap.wait_terminal(spec.job_id) == [(S, 1), (F, 1)]
         await asyncio.sleep(0.3)  # the behaviour under test: no retry sneaks in afterwards
@@ -83,17 +85,17 @@ async def test_permanent_failure_fails_at_once(env: Env, dispatcher: Dispatcher,
     assert failed.data["error"] == {"type": "permanent", "message": "bad input", "retryable": False}
     assert set(failed.data) == {"error", "workerId", "startedAt", "endedAt", "reason"}
     assert tap.kinds(spec.job_id) == [(S, 1), (F, 1)]
-    await wait_released(dispatcher, spec.job_id)
+    await wait_released(dispatcher, spec)
 
 
 async def test_retries_exhausted(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
     spec = job("fail", {"mode": "transient"}, max_attempts=3)
-    async with running_worker(env.settings()), promoting(dispatcher):
+    async with running_worker(env.settings()), scheduling(dispatcher, tap, spec):
         await dispatcher.push([(spec, 0)])
         kinds = await tap.wait_terminal(spec.job_id)
     assert kinds == [(S, 1), (R, 1), (S, 2), (R, 2), (S, 3), (F, 3)]
     assert tap.of(spec.job_id)[-1].data["reason"] == "exhausted"
-    await wait_released(dispatcher, spec.job_id)
+    await wait_released(dispatcher, spec)
 
 
 async def test_unknown_job_type_fails_permanently(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
@@ -109,7 +111,7 @@ async def test_unknown_job_type_fails_permanently(env: Env, dispatcher: Dispatch
 async def test_timeout_retries_with_type_timeout(env: Env, dispatcher: Dispatcher, tap: EventTap) -> None:
     spec = job("sleep", {"ms": 10_000}, timeout_ms=200, max_attempts=2)
     began = time.monotonic()
-    async with running_worker(env.settings()), promoting(dispatcher):
+    async with running_worker(env.settings()), scheduling(dispatcher, tap, spec):
         await dispatcher.push([(spec, 0)])
         kinds = await tap.wait_terminal(spec.job_id)
     assert kinds == [(S, 1), (R, 1), (S, 2), (F, 2)]
@@ -181,7 +183,7 @@ async def test_concurrency_limit_and_a_burst(env: Env, dispatcher: Dispatcher, t
         await dispatcher.push([(n, 0) for n in noops])
         done = {n.job_id for n in noops}
         await tap.wait_for(lambda: done <= {e.job_id for e in tap.events if e.type is C}, 30)
-    assert await dispatcher.held(list(done)) == set()
+    assert await dispatcher.held([JobRef.of(n) for n in noops]) == set()
 
 
 async def test_health_and_readiness(env: Env, dispatcher: Dispatcher) -> None:

@@ -9,7 +9,7 @@ import orjson
 from redis.asyncio import Redis
 
 from deploy.local.servers import free_port
-from shared.dispatch.protocol import Dispatcher
+from shared.dispatch.protocol import Dispatcher, JobRef
 from shared.events import EventType
 from tests.integration.worker.support import Env, EventTap, job, poll_until, running_worker
 
@@ -21,14 +21,14 @@ async def test_cancel_flag_stops_a_running_handler(env: Env, dispatcher: Dispatc
     async with running_worker(env.settings()) as worker:
         await dispatcher.push([(spec, 0)])
         await tap.wait_for(lambda: tap.kinds(spec.job_id) == [(S, 1)])
-        assert await dispatcher.cancel(spec.job_id) == "running"
+        assert await dispatcher.cancel("q", spec.job_id) == "running"
         flagged = time.monotonic()
         assert await tap.wait_terminal(spec.job_id) == [(S, 1), (X, 1)]
         assert time.monotonic() - flagged < 3  # checked every second, not at the next heartbeat
         assert tap.of(spec.job_id)[-1].data == {"reason": "cancelled_by_user", "by": "worker"}
 
         async def acked() -> bool:  # the ack follows Kafka's acknowledgement of `cancelled`
-            return await dispatcher.held([spec.job_id]) == set()
+            return await dispatcher.held([JobRef.of(spec)]) == set()
 
         await poll_until(acked, timeout_s=5)
         executor = worker.executor
@@ -48,7 +48,7 @@ async def test_a_lost_lease_stops_the_handler_and_emits_nothing_more(
         await dispatcher.push([(spec, 0)])
         await tap.wait_for(lambda: tap.kinds(spec.job_id) == [(S, 1)])
         # Another worker takes the job over, as requeue + pop would after an expiry.
-        await redis.hset(dispatcher.keys.lease_owner, str(spec.job_id), "someone-else:1:1")
+        await redis.hset(dispatcher.keys.queue("q").owners, str(spec.job_id), "someone-else:1:1")
         executor = worker.executor
         assert executor is not None
 
@@ -58,7 +58,7 @@ async def test_a_lost_lease_stops_the_handler_and_emits_nothing_more(
         await poll_until(idle, timeout_s=3)
         await asyncio.sleep(0.5)  # the behaviour under test: nothing more is emitted meanwhile
     assert tap.kinds(spec.job_id) == [(S, 1)]
-    assert await redis.hget(dispatcher.keys.lease_owner, str(spec.job_id)) == b"someone-else:1:1"
+    assert await redis.hget(dispatcher.keys.queue("q").owners, str(spec.job_id)) == b"someone-else:1:1"
 
 
 async def test_worker_registry_entry_lives_while_the_worker_does(
@@ -90,10 +90,10 @@ async def test_without_kafka_acks_the_lease_is_kept_alive_and_never_released(
     async with running_worker(settings) as worker:
         await dispatcher.push([(spec, 0)])
         await asyncio.sleep(2.5)  # the behaviour under test: two lease periods, only heartbeats keep it
-        assert await dispatcher.leased([spec.job_id]) == {spec.job_id}
-        assert await dispatcher.requeue_expired() == []
+        assert await dispatcher.leased([JobRef.of(spec)]) == {spec.job_id}
+        assert await dispatcher.expired(["q"]) == []
         assert worker.executor is not None and worker.executor.job_ids() == [spec.job_id]
     # Stopped without Kafka: the job was neither acked nor handed back; its lease just expires.
-    assert await dispatcher.leased([spec.job_id]) == {spec.job_id}
-    [expired] = await poll_until(dispatcher.requeue_expired, timeout_s=5)
+    assert await dispatcher.leased([JobRef.of(spec)]) == {spec.job_id}
+    [expired] = await poll_until(lambda: dispatcher.expired(["q"]), timeout_s=5)
     assert (expired.spec.job_id, expired.outcome, expired.spec.attempt) == (spec.job_id, "retry", 1)

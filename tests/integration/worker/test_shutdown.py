@@ -10,9 +10,18 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
-from shared.dispatch.protocol import Dispatcher
+from shared.dispatch.protocol import Dispatcher, JobRef, now_ms
 from shared.events import EventType
-from tests.integration.worker.support import Env, EventTap, job, poll_until, running_worker, spawn_worker
+from tests.integration.worker.support import (
+    Env,
+    EventTap,
+    due_ms,
+    job,
+    next_attempt_of,
+    poll_until,
+    running_worker,
+    spawn_worker,
+)
 
 S, C, R = EventType.STARTED, EventType.COMPLETED, EventType.RETRY
 
@@ -52,8 +61,8 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_0(
     assert await tap.wait_terminal(spec.job_id) == [(S, 1), (C, 1)]
     await asyncio.sleep(0.3)  # the behaviour under test: nothing is requeued afterwards
     assert tap.kinds(spec.job_id) == [(S, 1), (C, 1)]
-    assert await dispatcher.held([spec.job_id]) == set()
-    assert await redis.zcard(dispatcher.keys.delayed) == 0
+    assert await dispatcher.held([JobRef.of(spec)]) == set()
+    assert await redis.zcard(dispatcher.keys.queue("q").delayed) == 0
     assert await dispatcher.depth("q") == 0
     assert await redis.exists(dispatcher.keys.worker("w-term")) == 0
 
@@ -75,11 +84,14 @@ async def test_drain_timeout_hands_unfinished_jobs_back_due_now(
         "type": "worker_shutdown", "message": "the worker shut down before the handler finished", "retryable": True,
     }
     assert retry.data["delayMs"] == 0
-    # Back in the delayed set as attempt 2, due at once; the short job is gone for good.
-    assert await dispatcher.leased([long.job_id]) == set()
+    # Its lease is released; once the scheduler records the retry and pushes attempt 2 at the
+    # time the event names, it is due at once. The short job is gone for good.
+    assert await dispatcher.leased([JobRef.of(long)]) == set()
+    assert await dispatcher.push([(next_attempt_of(long, retry), due_ms(retry))]) == [True]
+    assert due_ms(retry) <= now_ms()
     [promoted] = await dispatcher.promote_due()
     assert (promoted.job_id, promoted.attempt) == (long.job_id, 2)
-    assert await dispatcher.held([short.job_id]) == set()
+    assert await dispatcher.held([JobRef.of(short)]) == set()
 
 
 async def test_sigkill_leaves_the_lease_until_it_expires_then_another_worker_runs_it(
@@ -97,10 +109,12 @@ async def test_sigkill_leaves_the_lease_until_it_expires_then_another_worker_run
         proc.kill()
         await proc.wait()
     killed = time.monotonic()
-    assert await dispatcher.leased([spec.job_id]) == {spec.job_id}
-    expired = await poll_until(dispatcher.requeue_expired, timeout_s=10, every_s=0.1)
+    assert await dispatcher.leased([JobRef.of(spec)]) == {spec.job_id}
+    expired = await poll_until(lambda: dispatcher.expired(["q"]), timeout_s=10, every_s=0.1)
     assert time.monotonic() - killed > 1.0  # the lease held until its deadline
     assert [(e.spec.job_id, e.outcome, e.spec.attempt) for e in expired] == [(spec.job_id, "retry", 1)]
+    # The scheduler records the lost attempt, then pushes the next one, which replaces the dead lease.
+    assert await dispatcher.push([(spec.model_copy(update={"attempt": 2}), now_ms())]) == [True]
     [promoted] = await dispatcher.promote_due()
     assert promoted.attempt == 2
     async with running_worker(env.settings()) as second:

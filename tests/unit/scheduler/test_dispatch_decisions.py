@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from services.scheduler.dispatch import Outcome, decide
-from services.scheduler.reconciler import _run_at
-from services.scheduler.rows import JobRow, parse_time, spec_for, to_ms
+from services.scheduler.rows import JobRow, due_at, parse_time, spec_for, to_ms
 from shared.models import JobStatus, RetryPolicy
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -116,9 +115,9 @@ def test_timestamps_from_event_data() -> None:
 
 
 def test_reconciled_waiting_rows_go_back_at_their_due_time() -> None:
-    assert _run_at(row(status=JobStatus.QUEUED), NOW_MS) == NOW_MS
+    assert due_at(row(status=JobStatus.QUEUED), NOW_MS) == NOW_MS
     due = NOW + timedelta(seconds=9)
-    assert _run_at(row(status=JobStatus.SCHEDULED, scheduled_for=due), NOW_MS) == to_ms(due)
-    assert _run_at(row(status=JobStatus.RETRYING, next_run_at=due), NOW_MS) == to_ms(due)
+    assert due_at(row(status=JobStatus.SCHEDULED, scheduled_for=due), NOW_MS) == to_ms(due)
+    assert due_at(row(status=JobStatus.RETRYING, next_run_at=due), NOW_MS) == to_ms(due)
     # a retry that was already due runs now, not in the past
-    assert _run_at(row(status=JobStatus.RETRYING, next_run_at=NOW - timedelta(hours=1)), NOW_MS) == NOW_MS
+    assert due_at(row(status=JobStatus.RETRYING, next_run_at=NOW - timedelta(hours=1)), NOW_MS) == NOW_MS

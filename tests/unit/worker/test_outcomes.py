@@ -86,7 +86,7 @@ def test_conclude_builds_each_event_with_its_release() -> None:
 
     rec = _record(tenant="acme")
     env, release = conclude(rec, outcomes.success({"ok": True}), "w1", started, ended)
-    assert env.type is EventType.COMPLETED and release.retry_at_ms is None and env.tenant == "acme"
+    assert env.type is EventType.COMPLETED and release.label == "completed" and env.tenant == "acme"
     assert env.data == {"result": {"ok": True}, "workerId": "w1", "startedAt": started.isoformat(),
                         "endedAt": ended.isoformat(), "durationMs": 42}
 
@@ -96,11 +96,11 @@ def test_conclude_builds_each_event_with_its_release() -> None:
     assert env.data["error"] == {"type": "transient", "message": "boom", "retryable": True}
     assert env.data["delayMs"] == 100
     assert env.data["nextRunAt"] == (ended + timedelta(milliseconds=100)).isoformat()
-    assert release.retry_at_ms == int(ended.timestamp() * 1000) + 100
+    assert release.label == "retry"  # the scheduler pushes the next attempt at nextRunAt
 
     rec = _record(attempt=3, max_attempts=3)
     env, release = conclude(rec, outcomes.from_exception(RetryableError("boom")), "w1", started, ended)
-    assert env.type is EventType.FAILED and env.data["reason"] == "exhausted" and release.retry_at_ms is None
+    assert env.type is EventType.FAILED and env.data["reason"] == "exhausted" and release.label == "failed"
 
 
 def test_conclude_after_the_worker_stopped_the_handler() -> None:
@@ -109,13 +109,14 @@ def test_conclude_after_the_worker_stopped_the_handler() -> None:
     rec.stop_reason = StopReason.CANCELLED
     env, release = conclude(rec, None, "w1", started, started)
     assert env.type is EventType.CANCELLED and env.data == {"reason": "cancelled_by_user", "by": "worker"}
-    assert release.retry_at_ms is None
+    assert release.label == "cancelled"
 
     rec = _record()
     rec.stop_reason = StopReason.SHUTDOWN
     env, release = conclude(rec, None, "w1", started, started)
     assert env.type is EventType.RETRY and env.data["error"]["type"] == "worker_shutdown"
-    assert env.data["delayMs"] == 0 and release.retry_at_ms == int(started.timestamp() * 1000)
+    assert env.data["delayMs"] == 0 and env.data["nextRunAt"] == started.isoformat()
+    assert release.label == "shutdown"
 
     # A handler that finished just before the shutdown reached it keeps its real outcome.
     rec = _record()

@@ -1,0 +1,20 @@
+#!lua
+-- Read (never change) the leases of one queue whose deadline passed: the scheduler records the
+-- lost attempts in Postgres first, then moves Redis.
+-- KEYS: 1 leases, 2 owners, 3 specs, 4 state
+-- ARGV: 1 now ms, 2 limit
+-- Returns a flat array: id, spec, attempt, token, ...
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(ids) do
+  local token = redis.call('HGET', KEYS[2], id)
+  local spec = redis.call('HGET', KEYS[3], id)
+  local state = redis.call('HGET', KEYS[4], id)
+  if token and spec and state then
+    out[#out + 1] = id
+    out[#out + 1] = spec
+    out[#out + 1] = string.match(state, '^(%d+)')
+    out[#out + 1] = token
+  end
+end
+return out
