@@ -18,8 +18,8 @@ from shared.events import EventType
 from shared.kafka.producer import EventProducer
 from shared.settings import CommonSettings
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.polling import poll_until
 from tests.integration.notifier.helpers import job_event
-from tests.integration.worker.support import poll_until
 
 
 async def read_key(database_url: str) -> str:

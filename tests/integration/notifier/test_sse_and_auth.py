@@ -19,8 +19,9 @@ from shared.auth.principal import Scope
 from shared.db.pool import create_pool
 from shared.events import EventType
 from shared.kafka.producer import EventProducer
+from tests.fixtures.polling import eventually
 from tests.integration.notifier.conftest import NotifierFactory
-from tests.integration.notifier.helpers import assert_quiet, client, eventually, http_url, job_event, recv, request
+from tests.integration.notifier.helpers import assert_quiet, client, http_url, job_event, recv, request
 
 
 async def sse_messages(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
