@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +18,7 @@ from shared.dispatch.keys import ready_score
 from shared.dispatch.protocol import Dispatcher, Forget, JobRef, connect, now_ms
 from shared.dispatch.scripts import SCRIPT_KEYS, source
 from shared.models import JobSpec
-from tests.integration.scheduler.support import eventually
+from tests.fixtures.polling import poll_until
 
 
 def spec(queue: str = "q", priority: int = 5, **extra: object) -> JobSpec:
@@ -32,18 +32,6 @@ def ref(s: JobSpec) -> JobRef:
 
 def next_attempt(s: JobSpec) -> JobSpec:
     return s.model_copy(update={"attempt": s.attempt + 1})
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def dispatcher(redis: Redis, redis_prefix: str) -> Dispatcher:
-    return Dispatcher(redis, redis_prefix)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -161,7 +149,7 @@ async def test_expired_leases_are_only_read_until_the_scheduler_moves_them(dispa
     s, last = spec(max_attempts=2), spec(max_attempts=1)
     await dispatcher.push([(s, 0), (last, 0)])
     first, doomed = await dispatcher.pop(["q"], 2, 50, "w1")
-    expired = await eventually(lambda: dispatcher.expired(["q"]), lambda found: len(found) == 2)
+    expired = await poll_until(lambda: dispatcher.expired(["q"]), lambda found: len(found) == 2, timeout_s=15)
     assert {(x.spec.job_id, x.outcome, x.spec.attempt) for x in expired} == {
         (s.job_id, "retry", 1), (last.job_id, "exhausted", 1),
     }
@@ -205,7 +193,7 @@ async def test_delayed_jobs_wait_until_due(dispatcher: Dispatcher) -> None:
     later, soon = spec(), spec()
     await dispatcher.push([(later, now_ms() + 60_000), (soon, now_ms() + 100)])
     assert await dispatcher.pop(["q"], 10, 1000, "w") == []
-    promoted = await eventually(lambda: dispatcher.promote_due(), lambda moved: moved != [])
+    promoted = await poll_until(lambda: dispatcher.promote_due(), lambda moved: moved != [], timeout_s=15)
     assert [s.job_id for s in promoted] == [soon.job_id]
     [lease] = await dispatcher.pop(["q"], 10, 1000, "w")
     assert lease.job_id == soon.job_id
@@ -231,7 +219,7 @@ async def test_a_flagged_job_is_never_handed_out_and_its_copy_is_dropped_when_me
         assert await dispatcher.promote_due(["q"]) == []  # due or not, nothing flagged is promoted
         return int(await dispatcher.redis.zcard(dispatcher.keys.queue("q").delayed))
 
-    await eventually(promote_then_count_delayed, lambda n: n == 0)
+    await poll_until(promote_then_count_delayed, lambda n: n == 0, timeout_s=15)
     assert await dispatcher.redis.hlen(dispatcher.keys.queue("q").specs) == 1  # only the running one
     assert await dispatcher.depth("q") == 0
     assert await dispatcher.leased([ref(running)]) == {running.job_id}  # its worker stops it and releases
@@ -262,7 +250,8 @@ async def test_wait_for_work_wakes_on_push(dispatcher: Dispatcher, redis: Redis)
     async def blocked() -> bool:
         return any(client.get("cmd") == "blpop" for client in await redis.client_list())
 
-    await eventually(blocked, lambda yes: yes)  # the waiter blocks first: the behaviour under test is the wake
+    # The waiter blocks first: the behaviour under test is the wake.
+    await poll_until(blocked, timeout_s=15)
     await dispatcher.push([(spec(), 0)])
     await asyncio.wait_for(waiter, 2)
     assert await dispatcher.queues() == ["q"]
@@ -384,7 +373,7 @@ async def workout(d: Dispatcher) -> None:
     assert await d.expired() == []
     assert await d.push([(next_attempt(a), now_ms())]) == [True]
     assert await d.release(leases) == 1
-    await eventually(d.promote_due, lambda moved: len(moved) == 2)
+    await poll_until(d.promote_due, lambda moved: len(moved) == 2, timeout_s=15)
     assert await d.forget([Forget("a", later.job_id, 0)]) == 0  # held at attempt 1: newer than the bound
     assert {lease.job_id for lease in await d.pop(["a"], 5, 5_000, "w")} == {a.job_id, later.job_id}
     assert await d.depth("a") == 0 and await d.queues() == ["a", "b"]
@@ -439,7 +428,7 @@ async def test_the_protocol_runs_on_a_redis_cluster_node(cluster_url: str) -> No
             info: bytes = await client.execute_command("CLUSTER", "INFO")
             return info
 
-        await eventually(state, lambda info: b"cluster_state:ok" in info)
+        await poll_until(state, lambda info: b"cluster_state:ok" in info, timeout_s=15)
         # The node does refuse a script that strays from the slot of its KEYS ...
         stray = client.register_script("#!lua\nreturn redis.call('GET', 'elsewhere')")
         with pytest.raises(ResponseError, match="same slot"):

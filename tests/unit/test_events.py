@@ -43,8 +43,31 @@ def test_decode_rejects_junk() -> None:
         events.decode(b'{"type": "exploded"}')
 
 
-def test_every_event_type_has_a_topic_and_a_rank() -> None:
-    assert set(events.TOPIC_OF) == set(events.EventType) == set(events.RANK)
-    assert events.TOPIC_OF[events.EventType.RETRY] == "jobs.retries"
+# Stated from DESIGN §6, not copied from events.TOPIC_OF: each envelope `type` and its topic.
+# (`jobs.batches` is documented for batch completion events, which nothing produces yet.)
+DOCUMENTED_TOPICS = {
+    "submitted": "jobs.submitted", "dispatched": "jobs.dispatched", "started": "jobs.started",
+    "progress": "jobs.progress", "completed": "jobs.completed", "retry": "jobs.retries", "failed": "jobs.failed",
+    "cancelled": "jobs.cancelled",
+}
+# Stated from the staleness rule of docs/adr/0001, not copied from events.RANK.
+DOCUMENTED_RANKS = {
+    "submitted": 0, "dispatched": 1, "started": 2, "progress": 3, "retry": 4, "completed": 4, "failed": 4,
+    "cancelled": 5,
+}
+
+
+def test_every_event_type_goes_to_its_documented_topic() -> None:
+    assert {kind.value: events.TOPIC_OF[kind] for kind in events.EventType} == DOCUMENTED_TOPICS
+    assert {events.TYPE_OF_TOPIC[topic].value: topic for topic in events.JOB_TOPICS} == DOCUMENTED_TOPICS
+    assert set(events.ALL_TOPICS) == {*DOCUMENTED_TOPICS.values(), "alerts"}
+
+
+def test_every_event_type_has_the_rank_of_the_staleness_rule() -> None:
+    assert {kind.value: rank for kind, rank in events.RANK.items()} == DOCUMENTED_RANKS
+    assert set(events.RANK) == set(events.EventType)
+
+
+def test_the_tenant_travels_in_a_header() -> None:
     assert events.tenant_of([("tenant", b"acme")]) == "acme"
     assert events.tenant_of(None) == "default"

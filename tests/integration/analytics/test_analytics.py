@@ -15,14 +15,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
-from deploy.local.servers import free_port
 from services.analytics.recorder import EventRecorder
 from services.analytics.service import AnalyticsService
-from shared.db.pool import create_pool
 from shared.events import Envelope, EventType, topic_name
 from shared.kafka.producer import EventProducer
 from shared.settings import AnalyticsSettings
-from tests.integration.worker.support import poll_until
+from tests.fixtures.polling import poll_until
+from tests.fixtures.resources import SettingsFactory
 
 T0 = datetime(2024, 5, 1, 10, 0, 5, tzinfo=UTC)
 MINUTE = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -39,19 +38,9 @@ def metric(name: str, labels: dict[str, str] | None = None) -> float:
 
 
 @pytest.fixture
-def settings(database_url: str, kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str]
-             ) -> AnalyticsSettings:
-    return AnalyticsSettings(
-        database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=topic_prefix,
-        analytics_port=free_port(), kafka_session_timeout_ms=1000, kafka_heartbeat_interval_ms=300,
-    )
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=2)
-    yield pool
-    await pool.close()
+def settings(service_settings: SettingsFactory, kafka_topics: dict[str, str]) -> AnalyticsSettings:
+    """Analytics of this test, with the drain and request timeouts these tests always had."""
+    return service_settings(AnalyticsSettings, drain_timeout_s=30.0, kafka_request_timeout_ms=5000)
 
 
 @pytest.fixture
@@ -61,14 +50,6 @@ async def analytics(settings: AnalyticsSettings) -> AsyncIterator[AnalyticsServi
     yield service
     await service.stop()
     assert not service.failed.is_set()
-
-
-@pytest.fixture
-async def producer(settings: AnalyticsSettings) -> AsyncIterator[EventProducer]:
-    producer = EventProducer(settings, client_id="analytics-test")
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 async def count_events(pool: asyncpg.Pool) -> int:
@@ -81,7 +62,7 @@ async def stats(pool: asyncpg.Pool) -> dict[tuple[str, datetime, str], tuple[int
 
 
 async def test_events_land_in_the_audit_log_and_the_minute_counters(
-    analytics: AnalyticsService, producer: EventProducer, pool: asyncpg.Pool
+    analytics: AnalyticsService, producer: EventProducer, db_pool: asyncpg.Pool
 ) -> None:
     job, other = uuid.uuid4(), uuid.uuid4()
     s = timedelta(seconds=1)
@@ -101,8 +82,8 @@ async def test_events_land_in_the_audit_log_and_the_minute_counters(
     # Published newest first: the log's order comes from occurredAt, not from arrival.
     await producer.publish_events(list(reversed(lifecycle)) + elsewhere)
 
-    await poll_until(lambda: _has(pool, 8), timeout_s=20)
-    rows = await pool.fetch(
+    await poll_until(lambda: _has(db_pool, 8), timeout_s=20)
+    rows = await db_pool.fetch(
         "SELECT event_id, type, tenant, queue, job_type, attempt, occurred_at, envelope FROM job_events"
         " WHERE job_id = $1 ORDER BY occurred_at", job)
     assert [r["type"] for r in rows] == ["submitted", "dispatched", "started", "progress", "completed"]
@@ -113,7 +94,7 @@ async def test_events_land_in_the_audit_log_and_the_minute_counters(
         assert row["envelope"] == sent.to_wire()
 
     next_minute = MINUTE + timedelta(minutes=1)
-    assert await stats(pool) == {
+    assert await stats(db_pool) == {
         ("emails", MINUTE, "submitted"): (1, 0),
         ("emails", MINUTE, "dispatched"): (1, 0),
         ("emails", MINUTE, "started"): (1, 0),
@@ -135,12 +116,12 @@ async def _has(pool: asyncpg.Pool, n: int) -> bool:
 
 
 async def test_a_redelivered_event_is_stored_and_counted_once(
-    analytics: AnalyticsService, producer: EventProducer, pool: asyncpg.Pool
+    analytics: AnalyticsService, producer: EventProducer, db_pool: asyncpg.Pool
 ) -> None:
     job = uuid.uuid4()
     done = envelope(EventType.COMPLETED, job, T0, durationMs=250)
     await producer.publish_events([done])
-    await poll_until(lambda: _has(pool, 1), timeout_s=20)
+    await poll_until(lambda: _has(db_pool, 1), timeout_s=20)
     dupes_before = metric("conveyor_analytics_duplicates_skipped_total")
 
     # The same event twice more (a producer retry, a redelivery), then a new one of the same
@@ -148,15 +129,15 @@ async def test_a_redelivered_event_is_stored_and_counted_once(
     later = envelope(EventType.COMPLETED, job, T0 + timedelta(seconds=1), attempt=2, durationMs=50)
     await producer.publish_events([done, done])
     await producer.publish_events([later])
-    await poll_until(lambda: _has(pool, 2), timeout_s=20)
+    await poll_until(lambda: _has(db_pool, 2), timeout_s=20)
 
-    assert await count_events(pool) == 2
-    assert await stats(pool) == {("emails", MINUTE, "completed"): (2, 300)}
+    assert await count_events(db_pool) == 2
+    assert await stats(db_pool) == {("emails", MINUTE, "completed"): (2, 300)}
     assert metric("conveyor_analytics_duplicates_skipped_total") == dupes_before + 2
 
 
 async def test_junk_records_are_skipped_without_stalling(
-    analytics: AnalyticsService, producer: EventProducer, pool: asyncpg.Pool, settings: AnalyticsSettings
+    analytics: AnalyticsService, producer: EventProducer, db_pool: asyncpg.Pool, settings: AnalyticsSettings
 ) -> None:
     job = uuid.uuid4()
     raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=5000)
@@ -170,13 +151,13 @@ async def test_junk_records_are_skipped_without_stalling(
         await raw.stop()
     good = envelope(EventType.COMPLETED, job, T0, durationMs=10)
     await producer.publish_events([good])
-    await poll_until(lambda: _has(pool, 1), timeout_s=20)
-    assert await pool.fetchval("SELECT event_id FROM job_events") == good.event_id
+    await poll_until(lambda: _has(db_pool, 1), timeout_s=20)
+    assert await db_pool.fetchval("SELECT event_id FROM job_events") == good.event_id
     assert metric("conveyor_analytics_records_undecodable_total") >= 4
 
 
-async def test_recorder_batch_dedupes_within_and_across_batches(pool: asyncpg.Pool) -> None:
-    recorder = EventRecorder(pool)
+async def test_recorder_batch_dedupes_within_and_across_batches(db_pool: asyncpg.Pool) -> None:
+    recorder = EventRecorder(db_pool)
     job = uuid.uuid4()
     a = envelope(EventType.COMPLETED, job, T0, durationMs=100)
     b = envelope(EventType.FAILED, job, T0, attempt=2)
@@ -184,13 +165,13 @@ async def test_recorder_batch_dedupes_within_and_across_batches(pool: asyncpg.Po
     assert (first.inserted, first.duplicates) == ({"completed": 1, "failed": 1}, 1)
     again = await recorder.record([b, a])
     assert (again.inserted, again.duplicates) == ({}, 2)
-    assert await stats(pool) == {("emails", MINUTE, "completed"): (1, 100), ("emails", MINUTE, "failed"): (1, 0)}
+    assert await stats(db_pool) == {("emails", MINUTE, "completed"): (1, 100), ("emails", MINUTE, "failed"): (1, 0)}
 
 
 async def test_an_event_postgres_refuses_is_skipped_alone(
-    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+    db_pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    recorder = EventRecorder(pool)
+    recorder = EventRecorder(db_pool)
     job = uuid.uuid4()
     poison = envelope(EventType.PROGRESS, job, T0, message="nul \u0000 inside")  # jsonb rejects \u0000
     fine = [envelope(EventType.STARTED, job, T0), envelope(EventType.COMPLETED, job, T0, durationMs=5)]
@@ -201,19 +182,19 @@ async def test_an_event_postgres_refuses_is_skipped_alone(
     [record] = caplog.records
     assert (record.job_id, record.event_id, record.queue) == (  # type: ignore[attr-defined]
         str(job), str(poison.event_id), "emails")
-    ids = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM job_events")}
+    ids = {r["event_id"] for r in await db_pool.fetch("SELECT event_id FROM job_events")}
     assert ids == {e.event_id for e in fine}
 
 
-async def test_the_recorder_keeps_up_with_large_batches(pool: asyncpg.Pool) -> None:
-    recorder = EventRecorder(pool)
+async def test_the_recorder_keeps_up_with_large_batches(db_pool: asyncpg.Pool) -> None:
+    recorder = EventRecorder(db_pool)
     batch = [envelope(EventType.COMPLETED, uuid.uuid4(), T0 + timedelta(seconds=i % 120), queue=f"q{i % 5}",
                       durationMs=i) for i in range(2000)]
     started = time.perf_counter()
     result = await recorder.record(batch)
     elapsed = time.perf_counter() - started
     assert result.inserted_total == 2000
-    total = await pool.fetchrow("SELECT sum(count) AS n, sum(duration_ms_sum) AS d FROM queue_minute_stats")
+    total = await db_pool.fetchrow("SELECT sum(count) AS n, sum(duration_ms_sum) AS d FROM queue_minute_stats")
     assert (total["n"], total["d"]) == (2000, sum(range(2000)))
     # One statement per batch: thousands of events per second with room to spare.
     assert elapsed < 2.0, f"2000 events took {elapsed:.2f}s"

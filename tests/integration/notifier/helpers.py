@@ -70,11 +70,3 @@ def job_event(kind: EventType, job: uuid.UUID, queue: str = "emails", tenant: st
               **data: Any) -> Envelope:
     """An envelope as the services publish them."""
     return Envelope(type=kind, job_id=job, queue=queue, job_type="send", attempt=attempt, data=data, tenant=tenant)
-
-
-async def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Wait until `check()` holds."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)

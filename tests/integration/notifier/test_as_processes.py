@@ -16,64 +16,48 @@ from shared.auth.keys import create_api_key
 from shared.auth.principal import Scope
 from shared.events import EventType
 from shared.kafka.producer import EventProducer
-from shared.settings import CommonSettings
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.polling import poll_until
 from tests.integration.notifier.helpers import job_event
-from tests.integration.worker.support import poll_until
-
-
-async def read_key(database_url: str) -> str:
-    """A real API key of the default tenant with the `read` scope (the notifier requires one by default)."""
-    conn = await asyncpg.connect(database_url, timeout=10)
-    try:
-        return await create_api_key(conn, "default", frozenset({Scope.READ}), "process-test")
-    finally:
-        await conn.close()
 
 
 @pytest.mark.cluster(services=("analytics", "notifier"))
-async def test_events_reach_the_audit_log_and_the_stream(cluster: Cluster) -> None:
-    settings = CommonSettings(kafka_bootstrap_servers=cluster.kafka_bootstrap, kafka_topic_prefix=cluster.topic_prefix)
-    key = await read_key(cluster.database_url)
-    producer = EventProducer(settings, client_id="process-test")
-    await producer.start()
-    try:
-        # Ready means the notifier holds its partitions, so nothing produced from now on is missed.
-        headers = {"Authorization": f"Bearer {key}"}
-        async with connect(f"{cluster.notifier_url}/ws", open_timeout=10, additional_headers=headers) as ws:
-            await ws.send('{"type": "subscribe", "queue": "emails"}')
-            assert orjson.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "subscribed", "queue": "emails"}
-            done = job_event(EventType.COMPLETED, uuid.uuid4(), durationMs=42)
-            await producer.publish_events([done])
+async def test_events_reach_the_audit_log_and_the_stream(
+    cluster: Cluster, producer: EventProducer, db_pool: asyncpg.Pool
+) -> None:
+    # The shared producer and pool use this test's topic prefix and database: the cluster's.
+    # A real key with the `read` scope: the notifier requires one by default.
+    key = await create_api_key(db_pool, "default", frozenset({Scope.READ}), "process-test")
+    # Ready means the notifier holds its partitions, so nothing produced from now on is missed.
+    headers = {"Authorization": f"Bearer {key}"}
+    async with connect(f"{cluster.notifier_url}/ws", open_timeout=10, additional_headers=headers) as ws:
+        await ws.send('{"type": "subscribe", "queue": "emails"}')
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "subscribed", "queue": "emails"}
+        done = job_event(EventType.COMPLETED, uuid.uuid4(), durationMs=42)
+        await producer.publish_events([done])
 
-            message = orjson.loads(await asyncio.wait_for(ws.recv(), 15))
-            assert (message["type"], message["eventId"]) == ("job_completed", str(done.event_id))
+        message = orjson.loads(await asyncio.wait_for(ws.recv(), 15))
+        assert (message["type"], message["eventId"]) == ("job_completed", str(done.event_id))
 
-            conn = await asyncpg.connect(cluster.database_url, timeout=10)
-            try:
-                stored = "SELECT count(*) FROM job_events WHERE event_id = $1"
+        stored = "SELECT count(*) FROM job_events WHERE event_id = $1"
 
-                async def recorded() -> bool:
-                    return bool(await conn.fetchval(stored, done.event_id))
+        async def recorded() -> bool:
+            return bool(await db_pool.fetchval(stored, done.event_id))
 
-                await poll_until(recorded, timeout_s=20, every_s=0.1)
-                assert await conn.fetchval(stored, done.event_id) == 1
-                assert await conn.fetchval("SELECT duration_ms_sum FROM queue_minute_stats") == 42
-            finally:
-                await conn.close()
+        await poll_until(recorded, timeout_s=20, every_s=0.1)
+        assert await db_pool.fetchval(stored, done.event_id) == 1
+        assert await db_pool.fetchval("SELECT duration_ms_sum FROM queue_minute_stats") == 42
 
-            async with httpx.AsyncClient(timeout=5) as http:
-                for name in ("analytics", "notifier"):
-                    assert (await http.get(f"{cluster.url(name)}/readyz")).status_code == 200
-                metrics = (await http.get(f"{cluster.url('notifier')}/metrics")).text
-                assert 'conveyor_notifier_clients{transport="ws"} 1.0' in metrics
+        async with httpx.AsyncClient(timeout=5) as http:
+            for name in ("analytics", "notifier"):
+                assert (await http.get(f"{cluster.url(name)}/readyz")).status_code == 200
+            metrics = (await http.get(f"{cluster.url('notifier')}/metrics")).text
+            assert 'conveyor_notifier_clients{transport="ws"} 1.0' in metrics
 
-            # A clean stop tells connected clients the service is restarting.
-            await cluster.supervisor.stop()
-            with pytest.raises(ConnectionClosed) as info:
-                await asyncio.wait_for(ws.recv(), 15)
-            assert info.value.rcvd is not None and info.value.rcvd.code == 1012
-    finally:
-        await producer.stop()
+        # A clean stop tells connected clients the service is restarting.
+        await cluster.supervisor.stop()
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 15)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1012
     for name in ("analytics", "notifier"):
         assert "Traceback" not in cluster.log_tail(name, 200), cluster.log_tail(name)

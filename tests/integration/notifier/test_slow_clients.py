@@ -14,8 +14,9 @@ from websockets.exceptions import ConnectionClosed
 
 from shared.events import EventType
 from shared.kafka.producer import EventProducer
+from tests.fixtures.polling import eventually
 from tests.integration.notifier.conftest import NotifierFactory
-from tests.integration.notifier.helpers import client, eventually, job_event, recv, request
+from tests.integration.notifier.helpers import client, job_event, recv, request
 
 BATCH = 100
 MAX_EVENTS = 10_000

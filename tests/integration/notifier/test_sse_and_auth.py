@@ -16,11 +16,11 @@ from websockets.exceptions import InvalidStatus
 from services.notifier.service import NotifierService
 from shared.auth.keys import create_api_key
 from shared.auth.principal import Scope
-from shared.db.pool import create_pool
 from shared.events import EventType
 from shared.kafka.producer import EventProducer
+from tests.fixtures.polling import eventually
 from tests.integration.notifier.conftest import NotifierFactory
-from tests.integration.notifier.helpers import assert_quiet, client, eventually, http_url, job_event, recv, request
+from tests.integration.notifier.helpers import assert_quiet, client, http_url, job_event, recv, request
 
 
 async def sse_messages(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
@@ -61,16 +61,13 @@ async def test_sse_rejects_bad_filters(notifier: NotifierService) -> None:
 
 
 @pytest.fixture
-async def keys(database_url: str) -> AsyncIterator[dict[str, str]]:
-    pool: asyncpg.Pool = await create_pool(database_url, max_size=1)
-    try:
-        yield {
-            "default": await create_api_key(pool, "default", frozenset({Scope.READ}), "reader"),
-            "other": await create_api_key(pool, "other", frozenset({Scope.ADMIN}), "other-admin"),
-            "submit-only": await create_api_key(pool, "default", frozenset({Scope.SUBMIT}), "submitter"),
-        }
-    finally:
-        await pool.close()
+async def keys(db_pool: asyncpg.Pool) -> dict[str, str]:
+    """API keys of this test's database, by what they may do."""
+    return {
+        "default": await create_api_key(db_pool, "default", frozenset({Scope.READ}), "reader"),
+        "other": await create_api_key(db_pool, "other", frozenset({Scope.ADMIN}), "other-admin"),
+        "submit-only": await create_api_key(db_pool, "default", frozenset({Scope.SUBMIT}), "submitter"),
+    }
 
 
 async def test_tenants_only_see_their_own_events(

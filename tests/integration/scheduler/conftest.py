@@ -12,32 +12,37 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from deploy.local.servers import free_port
 from services.scheduler.service import SchedulerService
-from shared.db.pool import create_pool
-from shared.dispatch.protocol import Dispatcher, connect
+from shared.dispatch.protocol import Dispatcher
 from shared.events import Envelope
 from shared.kafka.producer import EventProducer
 from shared.settings import SchedulerSettings
+from tests.fixtures.polling import poll_until
+from tests.fixtures.resources import JobEventTap, SettingsFactory
 from tests.integration.scheduler import support
+
+# Fast promotion and lease checks; reconciliation out of the way unless a test asks for it.
+SCHEDULER_TEST_DEFAULTS: dict[str, Any] = {
+    "promote_interval_s": 0.05, "lease_check_interval_s": 0.2, "reconcile_interval_s": 60.0,
+    "reconcile_grace_s": 60.0, "db_pool_max": 5,
+}
 
 
 @dataclass
 class Harness:
     """One test's scheduler(s) plus direct access to Postgres, Redis and Kafka."""
 
-    base: dict[str, Any]
+    service_settings: SettingsFactory
     pool: asyncpg.Pool
     redis: Redis
     dispatcher: Dispatcher
     producer: EventProducer
-    tap: support.EventTap
+    tap: JobEventTap
     services: list[SchedulerService] = field(default_factory=list)
 
     def settings(self, **overrides: Any) -> SchedulerSettings:
-        """Scheduler settings of this test; reconciliation stays out of the way unless asked for."""
-        values = {**self.base, "scheduler_port": free_port(), **overrides}
-        return SchedulerSettings(**values)
+        """Scheduler settings of this test (a free port); reconciliation stays out of the way unless asked for."""
+        return self.service_settings(SchedulerSettings, **(SCHEDULER_TEST_DEFAULTS | overrides))
 
     async def start(self, **overrides: Any) -> SchedulerService:
         """A running scheduler whose consumer has its partitions (stopped at the end of the test)."""
@@ -74,7 +79,7 @@ class Harness:
 
     async def wait_status(self, job_id: uuid.UUID, status: str, timeout_s: float = 15.0) -> asyncpg.Record:
         """Until the row has `status`; returns the row."""
-        return await support.eventually(lambda: self.row(job_id), lambda r: r["status"] == status, timeout_s)
+        return await poll_until(lambda: self.row(job_id), lambda r: r["status"] == status, timeout_s=timeout_s)
 
     async def ready_ids(self, queue: str = "q") -> list[uuid.UUID]:
         """Job ids in a queue's ready set, best first."""
@@ -84,7 +89,7 @@ class Harness:
     async def wait_ready(self, *job_ids: uuid.UUID, queue: str = "q") -> list[uuid.UUID]:
         """Until the ready set holds exactly these jobs (pushes follow the commit); returns them, best first."""
         want = sorted(job_ids)
-        return await support.eventually(lambda: self.ready_ids(queue), lambda ids: sorted(ids) == want)
+        return await poll_until(lambda: self.ready_ids(queue), lambda ids: sorted(ids) == want, timeout_s=15)
 
     async def redis_attempt(self, job_id: uuid.UUID, queue: str = "q") -> int | None:
         """The attempt Redis would hand out for a job (None when Redis does not hold it)."""
@@ -100,32 +105,15 @@ class Harness:
 
 @pytest.fixture
 async def harness(
-    database_url: str, redis_url: str, kafka_bootstrap: str, redis_prefix: str, topic_prefix: str,
-    kafka_topics: dict[str, str],
+    service_settings: SettingsFactory, db_pool: asyncpg.Pool, redis: Redis, dispatcher: Dispatcher,
+    producer: EventProducer, event_tap: JobEventTap,
 ) -> AsyncIterator[Harness]:
-    base: dict[str, Any] = {
-        "database_url": database_url, "redis_url": redis_url, "kafka_bootstrap_servers": kafka_bootstrap,
-        "redis_key_prefix": redis_prefix, "kafka_topic_prefix": topic_prefix,
-        "kafka_session_timeout_ms": 1000, "kafka_heartbeat_interval_ms": 300, "kafka_request_timeout_ms": 3000,
-        "promote_interval_s": 0.05, "lease_check_interval_s": 0.2,
-        "reconcile_interval_s": 60.0, "reconcile_grace_s": 60.0,
-        "drain_timeout_s": 5.0, "db_pool_max": 5, "log_format": "text",
-    }
-    pool = await create_pool(database_url, max_size=3)
-    redis = connect(redis_url)
-    producer = EventProducer(SchedulerSettings(**base), client_id="scheduler-test")
-    await producer.start()
-    tap = support.EventTap(SchedulerSettings(**base))
-    await tap.start()
-    h = Harness(base, pool, redis, Dispatcher(redis, redis_prefix), producer, tap)
+    """The test's clients (the shared fixtures, closed after the schedulers stop) and its schedulers."""
+    h = Harness(service_settings, db_pool, redis, dispatcher, producer, event_tap)
     try:
         yield h
     finally:
         for service in h.services:
             await service.stop()
-        await tap.stop()
-        await producer.stop()
-        await redis.aclose()
-        await pool.close()
     for service in h.services:
         assert not service.failed.is_set(), "a scheduler task crashed"

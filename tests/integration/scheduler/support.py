@@ -1,22 +1,15 @@
-"""Helpers of the scheduler tests: job rows written with SQL, events put on Kafka, a tap, waits."""
+"""Helpers of the scheduler tests: job rows written with SQL, events put on Kafka."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
-from aiokafka import ConsumerRecord
 
-from shared.events import JOB_TOPICS, RANK, Envelope, EventType, encode
-from shared.kafka.consumer import ConsumerLoop, decode_records
+from shared.events import Envelope, EventType, encode
 from shared.kafka.producer import EventProducer, OutgoingMessage, message_for
-from shared.settings import CommonSettings
-
-T = TypeVar("T")
 
 INSERT_JOB = """
 INSERT INTO jobs (id, tenant, queue, job_type, status, priority, payload, max_attempts, retry, timeout_ms,
@@ -96,54 +89,3 @@ async def publish(producer: EventProducer, *envelopes: Envelope, key: uuid.UUID 
         m = message_for(e)
         messages.append(OutgoingMessage(m.topic, str(key).encode(), encode(e), m.headers))
     await producer.publish(messages)
-
-
-class EventTap:
-    """Reads every job topic of the test from the beginning and keeps the envelopes."""
-
-    def __init__(self, settings: CommonSettings) -> None:
-        self.events: list[Envelope] = []
-        self.records: list[ConsumerRecord] = []
-        self._loop = ConsumerLoop(settings, topics=JOB_TOPICS, group_id=None, handler=self._on_batch,
-                                  client_id="scheduler-test-tap")
-        self._task: asyncio.Task[None] | None = None
-
-    async def _on_batch(self, records: list[ConsumerRecord]) -> None:
-        self.records.extend(records)
-        self.events.extend(decode_records(records))
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop.run())
-
-    async def stop(self) -> None:
-        self._loop.stop()
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 15)
-
-    def of(self, job_id: uuid.UUID, *kinds: EventType) -> list[Envelope]:
-        """One job's events (of `kinds`, if given) in attempt then rank order."""
-        mine = [e for e in self.events if e.job_id == job_id and (not kinds or e.type in kinds)]
-        return sorted(mine, key=lambda e: (e.attempt, RANK[e.type], e.occurred_at))
-
-    async def wait(self, job_id: uuid.UUID, kind: EventType, count: int = 1, timeout_s: float = 15.0) -> list[Envelope]:
-        """Until the job has `count` events of `kind`; returns them."""
-        return await eventually(lambda: _now(self.of(job_id, kind)), lambda found: len(found) >= count, timeout_s)
-
-
-async def _now(value: T) -> T:
-    return value
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout_s: float = 15.0, every_s: float = 0.05
-) -> T:
-    """Probe until `ok(value)`; fails the test with the last value after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met after {timeout_s}s; last value: {value!r}")
-        await asyncio.sleep(every_s)

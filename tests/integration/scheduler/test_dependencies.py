@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from shared.events import EventType, utcnow
+from tests.fixtures.polling import eventually
 from tests.integration.scheduler.conftest import Harness
-from tests.integration.scheduler.support import eventually, worker_event
+from tests.integration.scheduler.support import worker_event
 
 NOW = utcnow().isoformat()
 
@@ -87,8 +88,8 @@ async def test_a_submission_whose_dependency_already_failed_is_cancelled(harness
     b = await harness.insert(depends_on=[a])
     await harness.submit(b)
     await harness.wait_status(b, "cancelled")
-    await eventually(lambda: _kinds(harness, b), lambda kinds: kinds == [EventType.CANCELLED])
+    await eventually(lambda: _kinds(harness, b), lambda kinds: kinds == [EventType.CANCELLED], timeout_s=15)
 
 
-async def _kinds(harness: Harness, job: object) -> list[EventType]:
+def _kinds(harness: Harness, job: object) -> list[EventType]:
     return [e.type for e in harness.tap.events if e.job_id == job and e.type is not EventType.SUBMITTED]

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from services.scheduler.rows import to_ms
 from shared.events import EventType, utcnow
+from tests.fixtures.polling import poll_until
 from tests.integration.scheduler.conftest import Harness
-from tests.integration.scheduler.support import eventually
 
 
 async def test_a_submitted_pending_row_is_queued_pushed_and_announced(harness: Harness) -> None:
@@ -88,7 +88,7 @@ async def test_a_burst_of_submissions_is_dispatched_in_priority_order(harness: H
     await harness.start()
     jobs = [await harness.insert(priority=i % 11) for i in range(300)]
     await harness.submit(*jobs)
-    await eventually(harness.status_counts, lambda counts: counts == {"queued": 300})
+    await poll_until(harness.status_counts, lambda counts: counts == {"queued": 300}, timeout_s=15)
     ready = await harness.wait_ready(*jobs)
     priorities = {j: i % 11 for i, j in enumerate(jobs)}
     assert [priorities[j] for j in ready] == sorted(priorities.values(), reverse=True)

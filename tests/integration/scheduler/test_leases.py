@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 
 from shared.events import EventType, utcnow
+from tests.fixtures.polling import poll_until
 from tests.integration.scheduler.conftest import Harness
-from tests.integration.scheduler.support import eventually, worker_event
+from tests.integration.scheduler.support import worker_event
 
 
 async def _popped(harness: Harness, lease_ms: int = 300, **fields: object) -> uuid.UUID:
@@ -72,6 +73,6 @@ async def test_a_lease_that_expires_after_the_job_finished_does_not_run_it_again
     await harness.wait_status(job, "completed")
     before = len(harness.tap.events)
     # The expired lease is read; the row is over, so the scheduler releases it and Redis forgets the job.
-    await eventually(lambda: harness.redis_attempt(job), lambda attempt: attempt is None, timeout_s=10)
+    await poll_until(lambda: harness.redis_attempt(job), lambda attempt: attempt is None, timeout_s=10)
     assert await harness.ready_ids() == []
     assert not [e for e in harness.tap.events[before:] if e.job_id == job and e.type is EventType.RETRY]

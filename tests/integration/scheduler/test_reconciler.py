@@ -13,8 +13,9 @@ from prometheus_client import REGISTRY
 from services.scheduler.service import SchedulerService
 from services.scheduler.store.reconcile import LOCK_KEY
 from shared.events import EventType, utcnow
+from tests.fixtures.polling import eventually, poll_until
 from tests.integration.scheduler.conftest import Harness
-from tests.integration.scheduler.support import eventually, worker_event
+from tests.integration.scheduler.support import worker_event
 
 LONG_AGO = utcnow() - timedelta(minutes=5)
 
@@ -24,18 +25,14 @@ async def run_pass(service: SchedulerService) -> Counter[str]:
     assert service.reconciler is not None
     reconciler = service.reconciler
     # The periodic pass made at start must be over, or it could have seen this test's rows.
-    await eventually(lambda: _value(reconciler.passes), lambda n: n >= 1, timeout_s=10)
+    await eventually(lambda: reconciler.passes, lambda n: n >= 1, timeout_s=10)
 
     async def attempt() -> Counter[str] | None:
         return await reconciler.run_pass()
 
-    result = await eventually(attempt, lambda counts: counts is not None, timeout_s=10)
+    result = await poll_until(attempt, lambda counts: counts is not None, timeout_s=10)
     assert result is not None
     return result
-
-
-async def _value(value: int) -> int:
-    return value
 
 
 async def _queued(harness: Harness, n: int) -> list[uuid.UUID]:
@@ -44,6 +41,12 @@ async def _queued(harness: Harness, n: int) -> list[uuid.UUID]:
     for job in jobs:
         await harness.wait_status(job, "queued")
     return jobs
+
+
+async def _aged(harness: Harness, job: uuid.UUID) -> None:
+    """Until the row was last changed over 0.4 s ago: past a grace of 0.3 s."""
+    too_young = timedelta(seconds=0.4)
+    await poll_until(lambda: harness.row(job), lambda r: r["updated_at"] < utcnow() - too_young, timeout_s=15)
 
 
 def _reconciled(kind: str) -> float:
@@ -57,12 +60,12 @@ async def test_queued_jobs_lost_by_redis_are_dispatched_again(harness: Harness) 
     assert await harness.lose_redis_data() > 0
     assert await harness.ready_ids() == []
 
-    ready = await eventually(harness.ready_ids, lambda ids: sorted(ids) == sorted(jobs), timeout_s=20)
+    ready = await poll_until(harness.ready_ids, lambda ids: sorted(ids) == sorted(jobs), timeout_s=20)
     assert len(ready) == 3
     for job in jobs:
         assert await harness.redis_attempt(job) == 2
         # Redis moves first; the promoter's transaction records the attempt right after.
-        row = await eventually(lambda: harness.row(job), lambda r: r["state_attempt"] == 2)  # noqa: B023
+        row = await poll_until(lambda: harness.row(job), lambda r: r["state_attempt"] == 2, timeout_s=15)  # noqa: B023
         assert (row["status"], row["state_rank"]) == ("queued", 1)
         dispatched = await harness.tap.wait(job, EventType.DISPATCHED, count=2)
         assert [e.attempt for e in dispatched] == [1, 2]
@@ -73,12 +76,12 @@ async def test_a_job_is_repaired_only_when_a_second_pass_still_misses_it(harness
     service = await harness.start(reconcile_grace_s=0.3)
     jobs = await _queued(harness, 2)
     await harness.lose_redis_data()
-    await eventually(lambda: harness.row(jobs[-1]), lambda r: r["updated_at"] < utcnow() - timedelta(seconds=0.4))
+    await _aged(harness, jobs[-1])
     first = await run_pass(service)
     assert first["queued"] == 0 and await harness.ready_ids() == []  # absent once: only suspected
     second = await run_pass(service)
     assert second["queued"] == 2
-    await eventually(harness.ready_ids, lambda ids: sorted(ids) == sorted(jobs))
+    await poll_until(harness.ready_ids, lambda ids: sorted(ids) == sorted(jobs), timeout_s=15)
     third = await run_pass(service)
     assert third["queued"] == 0  # held again: nothing more to do
 
@@ -164,7 +167,7 @@ async def test_nothing_is_compared_while_the_consumer_lags(harness: Harness) -> 
     service = await harness.start(reconcile_grace_s=0.3)
     jobs = await _queued(harness, 1)
     await harness.lose_redis_data()
-    await eventually(lambda: harness.row(jobs[0]), lambda r: r["updated_at"] < utcnow() - timedelta(seconds=0.4))
+    await _aged(harness, jobs[0])
     assert service.handler is not None
     service.handler.lag.seconds, service.handler.lag.observed_at = 30.0, time.monotonic()
     for _ in range(3):

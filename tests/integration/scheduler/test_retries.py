@@ -20,8 +20,9 @@ from services.scheduler.service import SchedulerService
 from shared.dispatch.protocol import JobRef, Lease
 from shared.events import EventType, utcnow
 from shared.models import JobSpec
+from tests.fixtures.polling import poll_until
 from tests.integration.scheduler.conftest import Harness
-from tests.integration.scheduler.support import eventually, worker_event
+from tests.integration.scheduler.support import worker_event
 
 ERR = {"type": "transient", "message": "flaky", "retryable": True}
 
@@ -78,7 +79,7 @@ async def test_a_retry_is_recorded_before_redis_holds_the_next_attempt(
         assert await harness.dispatcher.release([lease]) == 1  # the worker's release
         assert await harness.redis_attempt(job) is None
     gate.set()
-    await eventually(lambda: harness.redis_attempt(job), lambda attempt: attempt == 2)
+    await poll_until(lambda: harness.redis_attempt(job), lambda attempt: attempt == 2, timeout_s=15)
     if not release_first:
         # The push replaced the lease of attempt 1: the worker's late release and heartbeat fail harmlessly.
         assert await harness.dispatcher.heartbeat([lease], 5_000) == {job}
@@ -99,7 +100,7 @@ async def test_a_retry_is_pushed_due_at_the_time_the_worker_named(harness: Harne
         EventType.RETRY, job, 1, error=ERR, nextRunAt=next_run.isoformat(), delayMs=600_000, workerId="w1",
         startedAt=utcnow().isoformat(), endedAt=utcnow().isoformat(),
     ))
-    await eventually(lambda: harness.redis_attempt(job), lambda attempt: attempt == 2)
+    await poll_until(lambda: harness.redis_attempt(job), lambda attempt: attempt == 2, timeout_s=15)
     score = await harness.redis.zscore(harness.dispatcher.keys.queue("q").delayed, str(job))
     assert score == int(next_run.timestamp() * 1000)
     assert (await harness.row(job))["status"] == "retrying"
@@ -144,7 +145,7 @@ async def test_the_scheduler_drops_what_a_cancel_left_waiting(harness: Harness) 
     assert await harness.dispatcher.cancel("q", job) == "waiting"
     assert await harness.redis_attempt(job) == 1
     await harness.publish(worker_event(EventType.CANCELLED, job, 1, reason="cancelled_by_user", by="api"))
-    await eventually(lambda: harness.redis_attempt(job), lambda attempt: attempt is None)
+    await poll_until(lambda: harness.redis_attempt(job), lambda attempt: attempt is None, timeout_s=15)
     assert await harness.ready_ids() == []
 
 
@@ -187,6 +188,7 @@ async def test_a_cancel_requested_while_running_ends_the_job_when_its_worker_is_
     assert retry.data["error"]["type"] == "lease_expired"
     [cancelled] = await harness.tap.wait(job, EventType.CANCELLED)
     assert cancelled.data == {"reason": "cancelled_by_user", "by": "scheduler"}
-    await eventually(lambda: harness.dispatcher.leased([JobRef("q", job)]), lambda leased: leased == set())
+    await poll_until(lambda: harness.dispatcher.leased([JobRef("q", job)]), lambda leased: leased == set(),
+                     timeout_s=15)
     assert await harness.redis_attempt(job) is None
     assert lease.job_id == job

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -16,10 +15,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from deploy.local.servers import free_port
 from services.scheduler.service import SchedulerService
 from shared.settings import SchedulerSettings
+from tests.fixtures.polling import poll_until
+from tests.fixtures.resources import ROOT, process_env
 from tests.integration.scheduler.conftest import Harness
-from tests.integration.scheduler.support import eventually
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_health_routes_and_metrics(harness: Harness) -> None:
@@ -71,17 +69,15 @@ async def test_start_fails_loudly_when_redis_is_unreachable(harness: Harness) ->
 
 
 async def test_the_module_runs_dispatches_and_stops_on_sigterm(harness: Harness, tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_", "DATABASE_"))}
-    env.update({k.upper(): str(v) for k, v in harness.base.items()})
-    env.update({"SCHEDULER_PORT": str(port), "PYTHONPATH": str(ROOT)})
+    settings = harness.settings()
     log = tmp_path / "scheduler.log"
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.scheduler", env=env, cwd=str(ROOT), stdout=out, stderr=out,
+            sys.executable, "-m", "services.scheduler", env=process_env(settings), cwd=str(ROOT), stdout=out,
+            stderr=out,
         )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.scheduler_port}", timeout=2) as client:
 
             async def ready() -> int:
                 try:
@@ -89,7 +85,7 @@ async def test_the_module_runs_dispatches_and_stops_on_sigterm(harness: Harness,
                 except httpx.TransportError:
                     return 0
 
-            await eventually(ready, lambda code: code == 200, timeout_s=30, every_s=0.1)
+            await poll_until(ready, lambda code: code == 200, timeout_s=30, every_s=0.1)
         job = await harness.insert()
         await harness.submit(job)
         await harness.wait_status(job, "queued", timeout_s=30)

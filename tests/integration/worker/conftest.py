@@ -1,36 +1,31 @@
-"""Fixtures of the worker tests: the test's settings, a dispatcher and an event tap."""
+"""Fixtures of the worker tests: worker settings on the shared `service_settings`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
-from shared.dispatch.protocol import Dispatcher, connect
-from tests.integration.worker.support import Env, EventTap
+from shared.settings import WorkerSettings
+from tests.fixtures.resources import SettingsFactory
 
+WorkerSettingsFactory = Callable[..., WorkerSettings]
 
-@pytest.fixture
-def env(redis_url: str, kafka_bootstrap: str, redis_prefix: str, topic_prefix: str,
-        kafka_topics: dict[str, str]) -> Env:
-    """Servers and prefixes of this test (its topics exist)."""
-    return Env(redis_url, kafka_bootstrap, redis_prefix, topic_prefix)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    await client.aclose()
+# Short leases; a queue list refreshed only every 60 s, so tests see the wake-driven refresh and
+# not the timer; the request timeout these tests always had (the shared default is 3000).
+WORKER_TEST_DEFAULTS: dict[str, Any] = {
+    "lease_ms": 3000, "queue_refresh_interval_s": 60.0, "kafka_request_timeout_ms": 5000,
+}
 
 
 @pytest.fixture
-def dispatcher(redis: Redis, redis_prefix: str) -> Dispatcher:
-    return Dispatcher(redis, redis_prefix)
+def worker_settings(service_settings: SettingsFactory, kafka_topics: dict[str, str]) -> WorkerSettingsFactory:
+    """`worker_settings(**overrides)`: a worker of this test (its topics exist), with an id of its own."""
 
+    def make(**overrides: Any) -> WorkerSettings:
+        values = {**WORKER_TEST_DEFAULTS, "worker_id": f"w-{uuid.uuid4().hex[:6]}", **overrides}
+        return service_settings(WorkerSettings, **values)
 
-@pytest.fixture
-async def tap(env: Env) -> AsyncIterator[EventTap]:
-    async with EventTap(env.settings()) as events:
-        yield events
+    return make

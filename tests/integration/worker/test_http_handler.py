@@ -13,7 +13,9 @@ from shared.dispatch.protocol import Dispatcher
 from shared.events import EventType
 from shared.http_server import HttpServer
 from shared.models import RetryPolicy
-from tests.integration.worker.support import Env, EventTap, job, running_worker, scheduling
+from tests.fixtures.resources import JobEventTap
+from tests.integration.worker.conftest import WorkerSettingsFactory
+from tests.integration.worker.support import job, running_worker, scheduling
 
 S, C, R, F = EventType.STARTED, EventType.COMPLETED, EventType.RETRY, EventType.FAILED
 
@@ -55,7 +57,8 @@ async def target() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
 
 async def test_http_job_outcomes(
-    env: Env, dispatcher: Dispatcher, tap: EventTap, target: tuple[str, list[dict[str, Any]]]
+    worker_settings: WorkerSettingsFactory, dispatcher: Dispatcher, event_tap: JobEventTap,
+    target: tuple[str, list[dict[str, Any]]],
 ) -> None:
     base, seen = target
     slow_policy = RetryPolicy(base_delay_ms=60_000, max_delay_ms=60_000, jitter=False)
@@ -64,21 +67,23 @@ async def test_http_job_outcomes(
     busy = job("http", {"url": f"{base}/busy", "timeoutMs": 2000}, max_attempts=5, retry=slow_policy)
     missing = job("http", {"url": f"{base}/missing"}, max_attempts=5)
     down = job("http", {"url": f"http://127.0.0.1:{free_port()}/x", "timeoutMs": 1000}, max_attempts=1)
-    async with running_worker(env.settings()), scheduling(dispatcher, tap, ok, busy, missing, down):
+    async with running_worker(worker_settings()), scheduling(dispatcher, event_tap, ok, busy, missing, down):
         await dispatcher.push([(ok, 0), (busy, 0), (missing, 0), (down, 0)])
-        assert await tap.wait_terminal(ok.job_id) == [(S, 1), (C, 1)]
-        assert await tap.wait_terminal(busy.job_id) == [(S, 1), (R, 1), (S, 2), (R, 2), (S, 3), (C, 3)]
-        assert await tap.wait_terminal(missing.job_id) == [(S, 1), (F, 1)]
-        assert await tap.wait_terminal(down.job_id) == [(S, 1), (F, 1)]
+        assert await event_tap.wait_terminal(ok.job_id) == [(S, 1), (C, 1)]
+        busy_kinds = await event_tap.wait_terminal(busy.job_id)
+        assert busy_kinds == [(S, 1), (R, 1), (S, 2), (R, 2), (S, 3), (C, 3)]
+        assert await event_tap.wait_terminal(missing.job_id) == [(S, 1), (F, 1)]
+        assert await event_tap.wait_terminal(down.job_id) == [(S, 1), (F, 1)]
 
-    assert tap.of(ok.job_id)[-1].data["result"] == {"status": 200, "body": {"received": {"n": 1}}, "truncated": False}
+    ok_result = event_tap.of(ok.job_id)[-1].data["result"]
+    assert ok_result == {"status": 200, "body": {"received": {"n": 1}}, "truncated": False}
     assert {"path": "/ok", "body": {"n": 1}, "auth": "t"} in seen
-    retry = next(e for e in tap.of(busy.job_id) if e.type is R)
+    retry = next(e for e in event_tap.of(busy.job_id) if e.type is R)
     assert retry.data["error"]["type"] == "http_503" and retry.data["error"]["retryable"] is True
     assert retry.data["delayMs"] == 0
-    assert tap.of(busy.job_id)[-1].data["result"]["body"] == "fine now"
-    failed = tap.of(missing.job_id)[-1].data
+    assert event_tap.of(busy.job_id)[-1].data["result"]["body"] == "fine now"
+    failed = event_tap.of(missing.job_id)[-1].data
     assert failed["reason"] == "permanent" and failed["error"]["type"] == "http_404"
     assert failed["error"]["retryable"] is False
-    refused = tap.of(down.job_id)[-1].data
+    refused = event_tap.of(down.job_id)[-1].data
     assert refused["reason"] == "exhausted" and refused["error"]["type"] == "http_connection"

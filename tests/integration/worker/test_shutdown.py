@@ -12,16 +12,10 @@ from redis.asyncio import Redis
 
 from shared.dispatch.protocol import Dispatcher, JobRef, now_ms
 from shared.events import EventType
-from tests.integration.worker.support import (
-    Env,
-    EventTap,
-    due_ms,
-    job,
-    next_attempt_of,
-    poll_until,
-    running_worker,
-    spawn_worker,
-)
+from tests.fixtures.polling import poll_until
+from tests.fixtures.resources import JobEventTap
+from tests.integration.worker.conftest import WorkerSettingsFactory
+from tests.integration.worker.support import due_ms, job, next_attempt_of, running_worker, spawn_worker
 
 S, C, R = EventType.STARTED, EventType.COMPLETED, EventType.RETRY
 
@@ -37,20 +31,22 @@ async def wait_ready(port: int, proc: asyncio.subprocess.Process, log: Path, tim
             except httpx.TransportError:
                 return False
 
-        await poll_until(ready, timeout_s, every_s=0.1)
+        await poll_until(ready, timeout_s=timeout_s, every_s=0.1)
 
 
 async def test_sigterm_lets_the_running_job_finish_and_exits_0(
-    env: Env, dispatcher: Dispatcher, redis: Redis, tap: EventTap, tmp_path: Path
+    worker_settings: WorkerSettingsFactory, dispatcher: Dispatcher, redis: Redis, event_tap: JobEventTap,
+    tmp_path: Path,
 ) -> None:
-    proc_env = env.process_env(WORKER_ID="w-term", DRAIN_TIMEOUT_S="10")
+    # A child process refreshes its queue list at the deployed default, as it always did here.
+    settings = worker_settings(worker_id="w-term", drain_timeout_s=10.0, queue_refresh_interval_s=1.0)
     log = tmp_path / "worker.log"
-    proc = await spawn_worker(proc_env, log)
+    proc = await spawn_worker(settings, log)
     try:
-        await wait_ready(int(proc_env["WORKER_PORT"]), proc, log)
+        await wait_ready(settings.worker_port, proc, log)
         spec = job("sleep", {"ms": 1000})
         await dispatcher.push([(spec, 0)])
-        await tap.wait_for(lambda: (S, 1) in tap.kinds(spec.job_id))
+        await event_tap.wait_for(lambda: (S, 1) in event_tap.kinds(spec.job_id))
         proc.send_signal(signal.SIGTERM)
         rc = await asyncio.wait_for(proc.wait(), 20)
     finally:
@@ -58,9 +54,9 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_0(
             proc.kill()
             await proc.wait()
     assert rc == 0, log.read_bytes().decode()
-    assert await tap.wait_terminal(spec.job_id) == [(S, 1), (C, 1)]
+    assert await event_tap.wait_terminal(spec.job_id) == [(S, 1), (C, 1)]
     await asyncio.sleep(0.3)  # the behaviour under test: nothing is requeued afterwards
-    assert tap.kinds(spec.job_id) == [(S, 1), (C, 1)]
+    assert event_tap.kinds(spec.job_id) == [(S, 1), (C, 1)]
     assert await dispatcher.held([JobRef.of(spec)]) == set()
     assert await redis.zcard(dispatcher.keys.queue("q").delayed) == 0
     assert await dispatcher.depth("q") == 0
@@ -68,18 +64,18 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_0(
 
 
 async def test_drain_timeout_hands_unfinished_jobs_back_due_now(
-    env: Env, dispatcher: Dispatcher, redis: Redis, tap: EventTap
+    worker_settings: WorkerSettingsFactory, dispatcher: Dispatcher, redis: Redis, event_tap: JobEventTap
 ) -> None:
     long, short = job("sleep", {"ms": 30_000}), job("sleep", {"ms": 300})
     began = time.monotonic()
-    async with running_worker(env.settings(drain_timeout_s=0.8)):
+    async with running_worker(worker_settings(drain_timeout_s=0.8)):
         await dispatcher.push([(long, 0), (short, 0)])
-        await tap.wait_for(lambda: (S, 1) in tap.kinds(long.job_id) and (S, 1) in tap.kinds(short.job_id))
+        await event_tap.wait_for(lambda: all((S, 1) in event_tap.kinds(j.job_id) for j in (long, short)))
     assert time.monotonic() - began < 10
-    assert await tap.wait_terminal(short.job_id) == [(S, 1), (C, 1)]
-    await tap.wait_for(lambda: (R, 1) in tap.kinds(long.job_id))
-    assert tap.kinds(long.job_id) == [(S, 1), (R, 1)]
-    retry = tap.of(long.job_id)[-1]
+    assert await event_tap.wait_terminal(short.job_id) == [(S, 1), (C, 1)]
+    await event_tap.wait_for(lambda: (R, 1) in event_tap.kinds(long.job_id))
+    assert event_tap.kinds(long.job_id) == [(S, 1), (R, 1)]
+    retry = event_tap.of(long.job_id)[-1]
     assert retry.data["error"] == {
         "type": "worker_shutdown", "message": "the worker shut down before the handler finished", "retryable": True,
     }
@@ -95,16 +91,17 @@ async def test_drain_timeout_hands_unfinished_jobs_back_due_now(
 
 
 async def test_sigkill_leaves_the_lease_until_it_expires_then_another_worker_runs_it(
-    env: Env, dispatcher: Dispatcher, tap: EventTap, tmp_path: Path
+    worker_settings: WorkerSettingsFactory, dispatcher: Dispatcher, event_tap: JobEventTap, tmp_path: Path
 ) -> None:
-    proc_env = env.process_env(WORKER_ID="w-kill")  # LEASE_MS=3000
+    settings = worker_settings(worker_id="w-kill", queue_refresh_interval_s=1.0)
+    assert settings.lease_ms == 3000
     log = tmp_path / "worker.log"
-    proc = await spawn_worker(proc_env, log)
+    proc = await spawn_worker(settings, log)
     spec = job("sleep", {"ms": 2000})
     try:
-        await wait_ready(int(proc_env["WORKER_PORT"]), proc, log)
+        await wait_ready(settings.worker_port, proc, log)
         await dispatcher.push([(spec, 0)])
-        await tap.wait_for(lambda: (S, 1) in tap.kinds(spec.job_id))
+        await event_tap.wait_for(lambda: (S, 1) in event_tap.kinds(spec.job_id))
     finally:
         proc.kill()
         await proc.wait()
@@ -117,20 +114,20 @@ async def test_sigkill_leaves_the_lease_until_it_expires_then_another_worker_run
     assert await dispatcher.push([(spec.model_copy(update={"attempt": 2}), now_ms())]) == [True]
     [promoted] = await dispatcher.promote_due()
     assert promoted.attempt == 2
-    async with running_worker(env.settings()) as second:
-        kinds = await tap.wait_terminal(spec.job_id)
+    async with running_worker(worker_settings()) as second:
+        kinds = await event_tap.wait_terminal(spec.job_id)
     assert kinds == [(S, 1), (S, 2), (C, 2)]
-    final = tap.of(spec.job_id)[-1]
+    final = event_tap.of(spec.job_id)[-1]
     assert final.data["workerId"] == second.worker_id and final.data["result"] == {"sleptMs": 2000}
 
 
 async def test_a_fetch_loop_waiting_for_a_free_slot_ends_at_once_on_stop(
-    env: Env, dispatcher: Dispatcher, tap: EventTap
+    worker_settings: WorkerSettingsFactory, dispatcher: Dispatcher, event_tap: JobEventTap
 ) -> None:
     spec = job("sleep", {"ms": 30_000})
-    async with running_worker(env.settings(worker_concurrency=1, drain_timeout_s=0.5)) as worker:
+    async with running_worker(worker_settings(worker_concurrency=1, drain_timeout_s=0.5)) as worker:
         await dispatcher.push([(spec, 0)])
-        await tap.wait_for(lambda: (S, 1) in tap.kinds(spec.job_id))  # every slot is taken
+        await event_tap.wait_for(lambda: (S, 1) in event_tap.kinds(spec.job_id))  # every slot is taken
         fetch = worker._fetch_task
         assert fetch is not None and not fetch.done()
         began = time.monotonic()
@@ -138,4 +135,4 @@ async def test_a_fetch_loop_waiting_for_a_free_slot_ends_at_once_on_stop(
     # the drain timeout plus the hand-back.
     assert fetch.done() and not fetch.cancelled() and fetch.exception() is None
     assert time.monotonic() - began < 2.0
-    await tap.wait_for(lambda: (R, 1) in tap.kinds(spec.job_id))
+    await event_tap.wait_for(lambda: (R, 1) in event_tap.kinds(spec.job_id))

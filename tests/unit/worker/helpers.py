@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -36,13 +35,6 @@ class ProgressLog:
             while len(self.reports) < count:
                 self._changed.clear()
                 await self._changed.wait()
-
-
-async def until(check: Callable[[], bool], timeout_s: float = 2.0) -> None:
-    """Until `check()` holds, re-checked every millisecond; for state that offers no event to wait on."""
-    async with asyncio.timeout(timeout_s):
-        while not check():  # noqa: ASYNC110 (nothing to wait on but the state itself)
-            await asyncio.sleep(0.001)
 
 
 def make_ctx(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from services.worker.coalescer import Coalescer
-from tests.unit.worker.helpers import until
+from tests.fixtures.polling import eventually
 
 
 async def test_calls_made_together_share_one_flush_and_later_ones_the_next() -> None:
@@ -21,7 +21,7 @@ async def test_calls_made_together_share_one_flush_and_later_ones_the_next() -> 
 
     c: Coalescer[int] = Coalescer("t", flush)
     first = [asyncio.create_task(c.submit(i)) for i in range(5)]
-    await until(lambda: len(batches) == 1)
+    await eventually(lambda: len(batches) == 1, timeout_s=2, every_s=0.001)
     second = [asyncio.create_task(c.submit(i)) for i in range(5, 8)]
     await asyncio.sleep(0.01)  # the behaviour under test: no second flush starts meanwhile
     assert batches == [[0, 1, 2, 3, 4]]  # the second group waits for the flush in flight
@@ -56,7 +56,7 @@ async def test_max_batch_splits_and_close_cancels_waiters() -> None:
 
     c: Coalescer[int] = Coalescer("t", flush, max_batch=2)
     waiters = [asyncio.create_task(c.submit(i)) for i in range(3)]
-    await until(lambda: sizes == [2])
+    await eventually(lambda: sizes == [2], timeout_s=2, every_s=0.001)
     await c.close()
     for w in waiters:
         with pytest.raises(asyncio.CancelledError):
@@ -78,9 +78,9 @@ async def test_several_flushes_may_run_at_once_when_allowed() -> None:
 
     c: Coalescer[int] = Coalescer("t", flush, max_in_flight=2)
     waiters = [asyncio.create_task(c.submit(0))]
-    await until(lambda: active == 1)
+    await eventually(lambda: active == 1, timeout_s=2, every_s=0.001)
     waiters.append(asyncio.create_task(c.submit(1)))  # a later tick: a batch of its own
-    await until(lambda: active == 2)
+    await eventually(lambda: active == 2, timeout_s=2, every_s=0.001)
     waiters += [asyncio.create_task(c.submit(i)) for i in (2, 3)]
     await asyncio.sleep(0.01)  # the behaviour under test: no third flush starts meanwhile
     assert peak == 2
