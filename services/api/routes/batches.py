@@ -8,16 +8,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from services.api import batches_sql, metrics
-from services.api.batch_plan import plan_batch
-from services.api.db import connection
-from services.api.deps import Deps, Reader, Submitter
-from services.api.openapi import json_body
-from services.api.problems import NotFound
-from services.api.responses import JsonResponse
-from services.api.schemas import BatchCreated, BatchSubmission, BatchView
-from services.api.submit import submit_batch
-from services.api.validation import parse_body
+from services.api import metrics
+from services.api.http.deps import Deps
+from services.api.http.openapi import json_body
+from services.api.http.principal import Reader, Submitter
+from services.api.http.problems import NotFound
+from services.api.http.responses import JsonResponse
+from services.api.http.validation import parse_body
+from services.api.jobs.accept import accept_batch
+from services.api.jobs.batch_plan import plan_batch
+from services.api.jobs.schemas import BatchCreated, BatchSubmission, BatchView
+from services.api.store import batches
+from services.api.store.connections import connection
 from shared.events import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["batches"])
@@ -37,7 +39,7 @@ async def submit(request: Request, deps: Deps, principal: Submitter) -> Response
     """All jobs or none; `dependsOn` may name refs of the same batch. 201 `{batchId, jobIds}` in input order."""
     batch = await parse_body(request, BatchSubmission)
     plan = plan_batch(batch, now=utcnow(), max_payload_bytes=deps.settings.max_payload_bytes)
-    batch_id, outgoing = await submit_batch(deps.pool, principal.tenant, plan)
+    batch_id, outgoing = await accept_batch(deps.pool, principal.tenant, plan)
     deps.publish(outgoing)
     metrics.BATCHES_SUBMITTED.inc()
     metrics.JOBS_SUBMITTED.labels("batch").inc(len(plan.jobs))
@@ -56,8 +58,7 @@ async def get_batch(batch_id: str, deps: Deps, principal: Reader) -> Response:
     except ValueError:
         raise NotFound(f"no batch {batch_id}") from None
     async with connection(deps.pool) as conn:
-        row = await conn.fetchrow(batches_sql.BATCH_COUNTS, bid, principal.tenant)
-    if row is None:
+        counts = await batches.batch_counts(conn, principal.tenant, bid)
+    if counts is None:
         raise NotFound(f"no batch {batch_id}")
-    counts = {k: row[k] for k in ("total", "pending", "running", "completed", "failed", "cancelled")}
     return JsonResponse({"batchId": bid, "counts": counts})

@@ -9,20 +9,30 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from services.api import jobs_repo, metrics
-from services.api.control import cancel_job, retry_job
-from services.api.db import connection
-from services.api.deps import Deps, Reader, Submitter, app_deps
-from services.api.jobs_repo import JobFilter
-from services.api.openapi import json_body
-from services.api.problems import FieldError, NotFound, ValidationFailed
-from services.api.redis_ops import cancel_in_redis, clear_cancel_flag
-from services.api.responses import JsonResponse
-from services.api.schemas import NAME_PATTERN, CancelResult, EventList, JobPage, JobSubmission, JobView, Submitted
-from services.api.submission import build_job
-from services.api.submit import submit_job
-from services.api.validation import parse_body
-from services.api.views import decode_cursor, encode_cursor, job_view
+from services.api import metrics
+from services.api.http.deps import Deps, app_deps
+from services.api.http.openapi import json_body
+from services.api.http.principal import Reader, Submitter
+from services.api.http.problems import FieldError, NotFound, ValidationFailed
+from services.api.http.responses import JsonResponse
+from services.api.http.validation import parse_body
+from services.api.jobs.accept import accept_job
+from services.api.jobs.control import cancel_job, retry_job
+from services.api.jobs.job_plan import plan_job
+from services.api.jobs.schemas import (
+    NAME_PATTERN,
+    CancelResult,
+    EventList,
+    JobPage,
+    JobSubmission,
+    JobView,
+    Submitted,
+)
+from services.api.jobs.views import decode_cursor, encode_cursor, job_view
+from services.api.store import job_reads
+from services.api.store.connections import connection
+from services.api.store.dispatch import cancel_in_redis, clear_cancel_flag
+from services.api.store.job_reads import JobFilter
 from shared.events import utcnow
 from shared.models import JobStatus
 
@@ -63,11 +73,11 @@ async def submit(request: Request, principal: Submitter) -> Response:
             raise ValidationFailed(errors=[FieldError("idempotencyKey", "must be 1-255 characters")])
         if sub.idempotency_key is not None and sub.idempotency_key != idempotency_key:
             raise ValidationFailed(errors=[FieldError("idempotencyKey", "differs from the Idempotency-Key header")])
-    job = build_job(
+    job = plan_job(
         sub, sub.depends_on, now=utcnow(), max_payload_bytes=deps.settings.max_payload_bytes,
         idempotency_key=idempotency_key,
     )
-    outcome = await submit_job(deps.pool, principal.tenant, job)
+    outcome = await accept_job(deps.pool, principal.tenant, job)
     body = {"jobId": outcome.job_id, "status": outcome.status}
     headers = {"Location": f"/api/v1/jobs/{outcome.job_id}"}
     if not outcome.created:
@@ -83,10 +93,10 @@ async def get_job(job_id: str, deps: Deps, principal: Reader) -> Response:
     """The job with its attempt history, progress, result and error."""
     jid = parse_job_id(job_id)
     async with connection(deps.pool) as conn:
-        row = await jobs_repo.get_job(conn, principal.tenant, jid)
+        row = await job_reads.get_job(conn, principal.tenant, jid)
         if row is None:
             raise NotFound(f"no job {job_id}")
-        attempts = await jobs_repo.attempts_of(conn, [jid])
+        attempts = await job_reads.attempts_of(conn, [jid])
     return JsonResponse(job_view(row, attempts.get(jid, [])))
 
 
@@ -118,9 +128,9 @@ async def list_jobs(
         after=after,
     )
     async with connection(deps.pool) as conn:
-        rows = await jobs_repo.list_jobs(conn, principal.tenant, filters, limit + 1)
+        rows = await job_reads.list_jobs(conn, principal.tenant, filters, limit + 1)
         page = rows[:limit]
-        attempts = await jobs_repo.attempts_of(conn, [r["id"] for r in page])
+        attempts = await job_reads.attempts_of(conn, [r["id"] for r in page])
     next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
     items = [job_view(r, attempts.get(r["id"], [])) for r in page]
     return JsonResponse({"items": items, "nextCursor": next_cursor})
@@ -177,7 +187,7 @@ async def job_events(job_id: str, deps: Deps, principal: Reader) -> Response:
     """Every recorded event envelope of the job, oldest first."""
     jid = parse_job_id(job_id)
     async with connection(deps.pool) as conn:
-        if not await jobs_repo.job_exists(conn, principal.tenant, jid):
+        if not await job_reads.job_exists(conn, principal.tenant, jid):
             raise NotFound(f"no job {job_id}")
-        items = await jobs_repo.events_of(conn, jid)
+        items = await job_reads.events_of(conn, jid)
     return JsonResponse({"items": items})

@@ -10,8 +10,8 @@ import asyncpg
 import httpx
 import pytest
 
-from services.api.app import create_app
-from services.api.deps import ApiDeps
+from services.api.http.app import create_app
+from services.api.http.deps import ApiDeps
 from shared.db.pool import create_pool
 from shared.dispatch.protocol import Dispatcher, connect
 from shared.kafka.producer import EventProducer

@@ -68,8 +68,8 @@ async def test_service_lifecycle(
 ) -> None:
     port = free_port()
     settings = api_settings(database_url, redis_url, kafka_bootstrap, redis_prefix, topic_prefix, api_port=port)
+    await ApiService(settings).stop()  # safe before start (and such a service stays stopped)
     service = ApiService(settings)
-    await service.stop()  # safe before start
     await service.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.api.schemas import JobSubmission
-from services.api.validation import field_errors, field_path
+from services.api.http.validation import field_errors, field_path
+from services.api.jobs.schemas import JobSubmission
 
 
 def fields_of(body: dict[str, Any]) -> list[str]:

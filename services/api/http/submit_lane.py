@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.api.deps import require
+from services.api.http.principal import require
 from services.api.routes import jobs
 from shared.auth.principal import Scope as AuthScope
 

@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from services.api.problems import (
+from services.api.http.problems import (
     ApiError,
     MalformedRequest,
     MethodNotAllowed,
@@ -22,8 +22,8 @@ from services.api.problems import (
     problem_body,
     problem_response,
 )
-from services.api.responses import ProblemResponse
-from services.api.validation import field_errors, is_malformed_json
+from services.api.http.responses import ProblemResponse
+from services.api.http.validation import field_errors, is_malformed_json
 from shared.auth.resolve import AuthenticationError
 from shared.errors import ConveyorError, DispatchError, EventPublishError
 
