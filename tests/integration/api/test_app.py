@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from deploy.local.servers import free_port
 from services.api.service import ApiService
-from tests.integration.api.conftest import Api, api_settings
+from shared.auth.keys import create_api_key
+from shared.auth.principal import ALL_SCOPES, DEFAULT_TENANT
+from tests.integration.api.conftest import Api, api_settings, bearer
 from tests.integration.api.test_outbox_kafka import consume
 
 
@@ -62,17 +65,28 @@ async def test_dashboard_is_served_beside_the_api(api_factory: Any, tmp_path: Pa
     assert (await api.client.get("/api/v1/jobs")).status_code == 200
 
 
+async def new_admin_key(database_url: str) -> str:
+    """A key of the default tenant with every scope, for a service that runs on its own pool."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await create_api_key(conn, DEFAULT_TENANT, ALL_SCOPES, "test")
+    finally:
+        await conn.close()
+
+
 async def test_service_lifecycle(
     database_url: str, redis_url: str, kafka_bootstrap: str, redis_prefix: str, topic_prefix: str,
     kafka_topics: dict[str, str],
 ) -> None:
     port = free_port()
     settings = api_settings(database_url, redis_url, kafka_bootstrap, redis_prefix, topic_prefix, api_port=port)
+    assert settings.auth_required
     await ApiService(settings).stop()  # safe before start (and such a service stays stopped)
     service = ApiService(settings)
     await service.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        key = await new_admin_key(database_url)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=bearer(key)) as client:
             response = await client.post("/api/v1/jobs", json={"queue": "q", "jobType": "noop"})
             assert response.status_code == 201
         assert not service.failed.is_set()
