@@ -26,6 +26,7 @@ from services.api.http.responses import ProblemResponse
 from services.api.http.validation import field_errors, is_malformed_json
 from shared.auth.resolve import AuthenticationError
 from shared.errors import ConveyorError, DispatchError, EventPublishError
+from shared.logs import job_fields
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ def to_api_error(exc: Exception) -> ApiError:
 async def _api_error(request: Request, exc: Exception) -> Response:
     error = to_api_error(exc)
     if error.status >= 500:
-        log.error("%s %s failed: %r", request.method, request.url.path, exc, exc_info=exc)
+        # A job route's failure carries the job's id as a field, so it joins that job's story.
+        fields = job_fields(request.path_params.get("job_id"))
+        log.error("%s %s failed: %r", request.method, request.url.path, exc, exc_info=exc, extra=fields)
     return problem_response(error, request.url.path)
 
 
