@@ -31,7 +31,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(batches.router)
     health.install_health(app, deps.pool)
-    install_exception_handlers(app)
+    install_exception_handlers(app, [*jobs.router.routes, *batches.router.routes])
     install_openapi(app, [JobSubmission, BatchSubmission])
     # Added last = outermost: metrics also see the 413s the body limit answers; the submit lane
     # is inside both.

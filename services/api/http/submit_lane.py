@@ -48,7 +48,7 @@ class SubmitLane:
         scope["route"] = self._route  # the metrics middleware labels by route template
         request = Request(scope, receive)
         try:
-            response = await jobs.submit(request, await self._principal(request))
+            response = await jobs.submit_job(request, await self._principal(request))
         except Exception as exc:
             handler = self._handler_for(exc)
             if handler is None:

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from services.api.http.app import create_app
 from services.api.http.deps import ApiDeps
@@ -29,6 +30,7 @@ from shared.settings import ApiSettings
 class Api:
     """A test's API: an HTTP client on the app (with `key`) plus the resources behind it."""
 
+    app: FastAPI
     client: httpx.AsyncClient
     anonymous: httpx.AsyncClient
     key: str
@@ -92,7 +94,7 @@ async def api_factory(
         client = httpx.AsyncClient(transport=transport, base_url="http://api.test", timeout=30, headers=bearer(key))
         anonymous = httpx.AsyncClient(transport=transport, base_url="http://api.test", timeout=30)
         opened.append((pool, redis, producer, [client, anonymous]))
-        return Api(client, anonymous, key, pool, dispatcher, relay, settings)
+        return Api(app, client, anonymous, key, pool, dispatcher, relay, settings)
 
     yield make
     for pool, redis, producer, clients in opened:

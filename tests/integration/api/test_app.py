@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,48 @@ async def test_openapi_documents_the_routes_and_the_bearer_scheme(api: Api) -> N
     assert body == {"$ref": "#/components/schemas/BatchSubmission"}
     assert "BatchJob" in spec["components"]["schemas"]
     assert (await api.client.get("/docs")).status_code == 200
+
+
+# Every status each operation answers (besides its success), as schemathesis checks in test_openapi_contract.
+DOCUMENTED = {
+    ("post", "/api/v1/jobs"): {"200", "201", "400", "401", "403", "409", "413", "415", "422", "503"},
+    ("get", "/api/v1/jobs"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/jobs/{job_id}"): {"200", "401", "403", "404", "503"},
+    ("delete", "/api/v1/jobs/{job_id}"): {"200", "202", "401", "403", "404", "409", "503"},
+    ("post", "/api/v1/jobs/{job_id}/retry"): {"200", "401", "403", "404", "409", "503"},
+    ("get", "/api/v1/jobs/{job_id}/events"): {"200", "401", "403", "404", "503"},
+    ("post", "/api/v1/job-batches"): {"201", "400", "401", "403", "409", "413", "415", "422", "503"},
+    ("get", "/api/v1/job-batches/{batch_id}"): {"200", "401", "403", "404", "503"},
+}
+
+
+async def test_openapi_documents_every_status_with_problem_details(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    operations = {(method, path): op for path, ops in spec["paths"].items() for method, op in ops.items()}
+    assert set(operations) == set(DOCUMENTED)
+    for key, statuses in DOCUMENTED.items():
+        responses = operations[key]["responses"]
+        assert set(responses) == statuses, key
+        for status, response in responses.items():
+            if int(status) >= 400:
+                assert response["content"] == {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                }, (key, status)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    problem = spec["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "errors"}
+    cancel = operations[("delete", "/api/v1/jobs/{job_id}")]
+    assert cancel["summary"] == "Cancel a job" and "not deleted" in cancel["description"]
+    assert cancel["operationId"] == "cancelJob"
+    assert operations[("post", "/api/v1/jobs")]["responses"]["201"]["headers"]["Location"]["required"] is True
+
+
+async def test_method_not_allowed_names_every_method_of_the_path(api: Api) -> None:
+    for path, allowed in (("/api/v1/jobs", "GET, POST"), (f"/api/v1/jobs/{uuid.uuid4()}", "DELETE, GET")):
+        response = await api.client.request("OPTIONS", path)
+        assert response.status_code == 405
+        assert response.headers["allow"] == allowed
+        assert response.headers["content-type"] == "application/problem+json"
 
 
 async def test_dashboard_is_served_beside_the_api(api_factory: Any, tmp_path: Path) -> None:
