@@ -19,11 +19,10 @@ from services.api.http.responses import JsonResponse
 from services.api.http.validation import parse_body
 from services.api.jobs.accept import accept_job
 from services.api.jobs.control import cancel_job, retry_job
+from services.api.jobs.field_types import NAME_PATTERN, DateTime
 from services.api.jobs.job_plan import plan_job
 from services.api.jobs.schemas import (
-    NAME_PATTERN,
     CancelResult,
-    DateTime,
     EventList,
     JobPage,
     JobSubmission,

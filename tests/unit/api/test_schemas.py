@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.api.http.validation import field_errors, field_path
-from services.api.jobs.schemas import HTTP_URL, JobSubmission, RetrySubmission
+from services.api.jobs.field_types import HTTP_URL
+from services.api.jobs.schemas import JobSubmission, RetrySubmission
 from shared.models import RetryPolicy
 
 
