@@ -3,41 +3,46 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from services.api import batches_sql, metrics
-from services.api.batch_plan import plan_batch
-from services.api.db import connection
-from services.api.deps import Deps, Reader, Submitter
-from services.api.openapi import json_body
-from services.api.problems import NotFound
-from services.api.responses import JsonResponse
-from services.api.schemas import BatchCreated, BatchSubmission, BatchView
-from services.api.submit import submit_batch
-from services.api.validation import parse_body
+from services.api import metrics
+from services.api.http.deps import Deps
+from services.api.http.openapi import header, json_body, problems
+from services.api.http.principal import Reader, Submitter
+from services.api.http.problems import NotFound
+from services.api.http.responses import JsonResponse
+from services.api.http.validation import parse_body
+from services.api.jobs.accept import accept_batch
+from services.api.jobs.batch_plan import plan_batch
+from services.api.jobs.schemas import BatchCreated, BatchSubmission, BatchView
+from services.api.store import batches
+from services.api.store.connections import connection
 from shared.events import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["batches"])
-
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 @router.post(
     "/job-batches",
     status_code=201,
     response_model=BatchCreated,
+    operation_id="submitBatch",
     summary="Submit a batch of jobs",
-    openapi_extra=json_body(BatchSubmission),
-    responses={409: _PROBLEM, 413: _PROBLEM, 422: _PROBLEM},
+    openapi_extra={
+        **json_body(BatchSubmission), "responses": {"201": {"headers": {"Location": header("The batch's URL")}}},
+    },
+    responses=problems(400, 401, 403, 409, 413, 415, 422, 503, meanings={
+        409: "An idempotency key of the batch is already used; nothing was stored",
+        422: "Invalid jobs (each field named in `errors`, such as `jobs[3].priority`); nothing was stored",
+    }),
 )
-async def submit(request: Request, deps: Deps, principal: Submitter) -> Response:
+async def submit_batch(request: Request, deps: Deps, principal: Submitter) -> Response:
     """All jobs or none; `dependsOn` may name refs of the same batch. 201 `{batchId, jobIds}` in input order."""
     batch = await parse_body(request, BatchSubmission)
     plan = plan_batch(batch, now=utcnow(), max_payload_bytes=deps.settings.max_payload_bytes)
-    batch_id, outgoing = await submit_batch(deps.pool, principal.tenant, plan)
+    batch_id, outgoing = await accept_batch(deps.pool, principal.tenant, plan)
     deps.publish(outgoing)
     metrics.BATCHES_SUBMITTED.inc()
     metrics.JOBS_SUBMITTED.labels("batch").inc(len(plan.jobs))
@@ -48,7 +53,10 @@ async def submit(request: Request, deps: Deps, principal: Submitter) -> Response
     )
 
 
-@router.get("/job-batches/{batch_id}", response_model=BatchView, summary="A batch's counts", responses={404: _PROBLEM})
+@router.get(
+    "/job-batches/{batch_id}", response_model=BatchView, operation_id="getBatch", summary="A batch's counts",
+    responses=problems(401, 403, 404, 503, meanings={404: "No batch with this id for the caller's tenant"}),
+)
 async def get_batch(batch_id: str, deps: Deps, principal: Reader) -> Response:
     """Counts by state; `pending` includes every waiting state (blocked, scheduled, queued, retrying)."""
     try:
@@ -56,8 +64,7 @@ async def get_batch(batch_id: str, deps: Deps, principal: Reader) -> Response:
     except ValueError:
         raise NotFound(f"no batch {batch_id}") from None
     async with connection(deps.pool) as conn:
-        row = await conn.fetchrow(batches_sql.BATCH_COUNTS, bid, principal.tenant)
-    if row is None:
+        counts = await batches.batch_counts(conn, principal.tenant, bid)
+    if counts is None:
         raise NotFound(f"no batch {batch_id}")
-    counts = {k: row[k] for k in ("total", "pending", "running", "completed", "failed", "cancelled")}
     return JsonResponse({"batchId": bid, "counts": counts})

@@ -1,4 +1,4 @@
-"""/healthz, /readyz and /metrics (no prefix), through the shared health routes."""
+"""/healthz, /readyz and /metrics (no prefix, open on purpose: probes and scrapers carry no key)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import asyncpg
 from fastapi import FastAPI
 
+from services.api.store.connections import ping
 from shared.http_server import add_health_routes
 
 log = logging.getLogger(__name__)
@@ -21,8 +22,7 @@ def install_health(app: FastAPI, pool: asyncpg.Pool) -> None:
     async def ready() -> bool:
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
-                async with pool.acquire() as conn:
-                    return bool(await conn.fetchval("SELECT 1") == 1)
+                return await ping(pool)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("not ready: postgres: %r", exc)
             return False

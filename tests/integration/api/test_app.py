@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from deploy.local.servers import free_port
 from services.api.service import ApiService
-from tests.integration.api.conftest import Api, api_settings
+from shared.auth.keys import create_api_key
+from shared.auth.principal import ALL_SCOPES, DEFAULT_TENANT
+from tests.integration.api.conftest import Api, api_settings, bearer
 from tests.integration.api.test_outbox_kafka import consume
 
 
@@ -51,6 +55,48 @@ async def test_openapi_documents_the_routes_and_the_bearer_scheme(api: Api) -> N
     assert (await api.client.get("/docs")).status_code == 200
 
 
+# Every status each operation answers (besides its success), as schemathesis checks in test_openapi_contract.
+DOCUMENTED = {
+    ("post", "/api/v1/jobs"): {"200", "201", "400", "401", "403", "409", "413", "415", "422", "503"},
+    ("get", "/api/v1/jobs"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/jobs/{job_id}"): {"200", "401", "403", "404", "503"},
+    ("delete", "/api/v1/jobs/{job_id}"): {"200", "202", "401", "403", "404", "409", "503"},
+    ("post", "/api/v1/jobs/{job_id}/retry"): {"200", "401", "403", "404", "409", "503"},
+    ("get", "/api/v1/jobs/{job_id}/events"): {"200", "401", "403", "404", "503"},
+    ("post", "/api/v1/job-batches"): {"201", "400", "401", "403", "409", "413", "415", "422", "503"},
+    ("get", "/api/v1/job-batches/{batch_id}"): {"200", "401", "403", "404", "503"},
+}
+
+
+async def test_openapi_documents_every_status_with_problem_details(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    operations = {(method, path): op for path, ops in spec["paths"].items() for method, op in ops.items()}
+    assert set(operations) == set(DOCUMENTED)
+    for key, statuses in DOCUMENTED.items():
+        responses = operations[key]["responses"]
+        assert set(responses) == statuses, key
+        for status, response in responses.items():
+            if int(status) >= 400:
+                assert response["content"] == {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                }, (key, status)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    problem = spec["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "errors"}
+    cancel = operations[("delete", "/api/v1/jobs/{job_id}")]
+    assert cancel["summary"] == "Cancel a job" and "not deleted" in cancel["description"]
+    assert cancel["operationId"] == "cancelJob"
+    assert operations[("post", "/api/v1/jobs")]["responses"]["201"]["headers"]["Location"]["required"] is True
+
+
+async def test_method_not_allowed_names_every_method_of_the_path(api: Api) -> None:
+    for path, allowed in (("/api/v1/jobs", "GET, POST"), (f"/api/v1/jobs/{uuid.uuid4()}", "DELETE, GET")):
+        response = await api.client.request("OPTIONS", path)
+        assert response.status_code == 405
+        assert response.headers["allow"] == allowed
+        assert response.headers["content-type"] == "application/problem+json"
+
+
 async def test_dashboard_is_served_beside_the_api(api_factory: Any, tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("<html>conveyor dashboard</html>")
     api: Api = await api_factory(dashboard_dir=str(tmp_path))
@@ -62,17 +108,28 @@ async def test_dashboard_is_served_beside_the_api(api_factory: Any, tmp_path: Pa
     assert (await api.client.get("/api/v1/jobs")).status_code == 200
 
 
+async def new_admin_key(database_url: str) -> str:
+    """A key of the default tenant with every scope, for a service that runs on its own pool."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await create_api_key(conn, DEFAULT_TENANT, ALL_SCOPES, "test")
+    finally:
+        await conn.close()
+
+
 async def test_service_lifecycle(
     database_url: str, redis_url: str, kafka_bootstrap: str, redis_prefix: str, topic_prefix: str,
     kafka_topics: dict[str, str],
 ) -> None:
     port = free_port()
     settings = api_settings(database_url, redis_url, kafka_bootstrap, redis_prefix, topic_prefix, api_port=port)
+    assert settings.auth_required
+    await ApiService(settings).stop()  # safe before start (and such a service stays stopped)
     service = ApiService(settings)
-    await service.stop()  # safe before start
     await service.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        key = await new_admin_key(database_url)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=bearer(key)) as client:
             response = await client.post("/api/v1/jobs", json={"queue": "q", "jobType": "noop"})
             assert response.status_code == 201
         assert not service.failed.is_set()

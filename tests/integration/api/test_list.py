@@ -106,6 +106,10 @@ async def test_exact_page_has_no_next_cursor(api: Api) -> None:
     ({"cursor": "WzEsMl0"}, "cursor"),  # valid base64 of [1,2], not a position
     ({"queue": "Not A Queue"}, "queue"),
     ({"jobType": "BAD"}, "jobType"),
+    # Postgres text cannot hold U+0000: such a filter is refused, not a server error.
+    ({"tag": "a\x00b"}, "tag[0]"),
+    ({"q": "\x00"}, "q"),
+    ({"createdAfter": "123"}, "createdAfter"),
 ])
 async def test_bad_filter_is_422_naming_the_parameter(api: Api, params: dict[str, Any], field: str) -> None:
     response = await api.client.get("/api/v1/jobs", params=params)

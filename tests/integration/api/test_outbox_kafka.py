@@ -15,6 +15,7 @@ from aiokafka.structs import ConsumerRecord
 from deploy.local.servers import free_port
 from shared.errors import EventPublishError
 from tests.integration.api.conftest import Api
+from tests.fixtures.polling import poll_until
 
 ENVELOPE_KEYS = {"eventId", "type", "schemaVersion", "occurredAt", "jobId", "queue", "jobType", "attempt", "data"}
 SUBMITTED_DATA_KEYS = {"priority", "payload", "maxAttempts", "retry", "timeoutMs", "runAt", "dependsOn", "tags",
@@ -81,9 +82,10 @@ async def test_the_sweep_publishes_the_submitted_envelope(
 
 
 async def wait_until_empty(api: Api, timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while await api.count("outbox"):  # noqa: ASYNC110 (nothing to wait on but the table itself)
-            await asyncio.sleep(0.02)
+    async def empty() -> bool:
+        return await api.count("outbox") == 0
+
+    await poll_until(empty, timeout_s=timeout_s, every_s=0.02)
 
 
 async def test_the_relay_publishes_handed_off_rows_and_deletes_them(
@@ -116,13 +118,17 @@ async def test_flush_at_shutdown_publishes_what_is_held(
 
 
 async def test_submissions_succeed_while_kafka_is_down(
-    api_factory: Any, kafka_topics: dict[str, str], kafka_bootstrap: str
+    api_factory: Any, kafka_topics: dict[str, str], kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     down: Api = await api_factory(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
     relay = asyncio.create_task(down.relay.run())
     try:
         ids = [await down.submit() for _ in range(3)]
-        await asyncio.sleep(1.0)  # the relay tries, fails and holds on to them
+
+        async def publish_failed() -> bool:
+            return any(r.name == "shared.outbox" and "outbox relay:" in r.getMessage() for r in caplog.records)
+
+        await poll_until(publish_failed, timeout_s=20)  # the relay tried, failed, and holds on to them
         assert down.relay.held == 3 and down.relay.published == 0
     finally:
         relay.cancel()
@@ -147,9 +153,11 @@ async def test_rows_held_too_long_are_left_to_the_sweep(api_factory: Any, kafka_
     relay = asyncio.create_task(down.relay.run())
     try:
         [await down.submit() for _ in range(3)]
-        async with asyncio.timeout(10):
-            while down.relay.held:  # noqa: ASYNC110 (the relay exposes no event for letting go)
-                await asyncio.sleep(0.05)
+
+        async def let_go() -> bool:
+            return down.relay.held == 0
+
+        await poll_until(let_go)  # the relay exposes no event for letting go
     finally:
         relay.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -157,5 +165,11 @@ async def test_rows_held_too_long_are_left_to_the_sweep(api_factory: Any, kafka_
     assert await down.count("outbox") == 3
 
     up: Api = await api_factory(outbox_sweep_after_s=0.6)
-    await asyncio.sleep(0.6)  # however soon the writer let go, the rows are old enough now
+
+    async def old_enough() -> bool:
+        # However soon the writer let go: the sweep's age is measured by Postgres's clock.
+        query = "SELECT bool_and(created_at < now() - interval '0.6 seconds') FROM outbox"
+        return bool(await up.pool.fetchval(query))
+
+    await poll_until(old_enough)
     assert await up.relay.drain_once() == 3  # old enough now: the default age applies

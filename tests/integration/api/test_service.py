@@ -13,14 +13,19 @@ import pytest
 
 from deploy.local.servers import free_port
 from tests.fixtures.cluster import Cluster
+from tests.integration.api.conftest import bearer
+from tests.integration.api.test_app import new_admin_key
 from tests.integration.api.test_outbox_kafka import check_submitted_envelope, consume
+from tests.fixtures.polling import poll_until
 
 JOB = {"queue": "q", "jobType": "noop", "payload": {"hello": "world"}}
+AUTH_ON = {"AUTH_REQUIRED": "true"}
 
 
-@pytest.mark.cluster(services=("api",))
+@pytest.mark.cluster(services=("api",), env=AUTH_ON)
 async def test_api_process_serves_and_publishes(cluster: Cluster) -> None:
-    async with httpx.AsyncClient(base_url=cluster.api_url, timeout=10) as client:
+    key = await new_admin_key(cluster.database_url)
+    async with httpx.AsyncClient(base_url=cluster.api_url, timeout=10, headers=bearer(key)) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         assert (await client.get("/readyz")).status_code == 200
         response = await client.post("/api/v1/jobs", json=JOB)
@@ -52,7 +57,7 @@ async def test_api_process_serves_and_publishes(cluster: Cluster) -> None:
         assert wrong_method.headers["content-type"] == "application/problem+json"
 
 
-@pytest.mark.cluster(services=("api",))
+@pytest.mark.cluster(services=("api",), env=AUTH_ON)
 async def test_oversized_body_is_refused_before_it_is_sent(cluster: Cluster) -> None:
     """The 413 arrives while the client has sent only the headers (the server never reads the body)."""
     port = cluster.ports["api"]
@@ -84,16 +89,18 @@ async def test_oversized_body_is_refused_before_it_is_sent(cluster: Cluster) -> 
         await conn.close()
 
 
-@pytest.mark.cluster(services=("api",), env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"})
+@pytest.mark.cluster(services=("api",), env={**AUTH_ON, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"})
 async def test_api_process_accepts_jobs_while_kafka_is_unreachable(cluster: Cluster) -> None:
-    async with httpx.AsyncClient(base_url=cluster.api_url, timeout=10) as client:
+    key = await new_admin_key(cluster.database_url)
+    async with httpx.AsyncClient(base_url=cluster.api_url, timeout=10, headers=bearer(key)) as client:
         assert (await client.get("/readyz")).status_code == 200  # readiness is Postgres only
         started = time.monotonic()
         for _ in range(3):
             response = await client.post("/api/v1/jobs", json=JOB)
             assert response.status_code == 201, response.text
         assert time.monotonic() - started < 5  # submissions do not wait for Kafka
-    await asyncio.sleep(1.5)  # a relay sweep or two
+    # The relay tried to publish them and failed (it says so in the log); the rows stay.
+    await poll_until(lambda: asyncio.to_thread(lambda: "outbox relay:" in cluster.log_tail("api", 200)), timeout_s=20)
     conn = await asyncpg.connect(cluster.database_url)
     try:
         assert await conn.fetchval("SELECT count(*) FROM jobs") == 3

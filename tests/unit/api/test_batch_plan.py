@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.api.batch_plan import BatchPlan, plan_batch
-from services.api.problems import ApiError
-from services.api.schemas import BatchSubmission
+from services.api.http.problems import ApiError
+from services.api.jobs.batch_plan import BatchPlan, plan_batch
+from services.api.jobs.schemas import BatchSubmission
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

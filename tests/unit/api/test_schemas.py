@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.api.schemas import JobSubmission
-from services.api.validation import field_errors, field_path
+from services.api.http.validation import field_errors, field_path
+from services.api.jobs.field_types import HTTP_URL
+from services.api.jobs.schemas import JobSubmission, RetrySubmission
+from shared.models import RetryPolicy
 
 
 def fields_of(body: dict[str, Any]) -> list[str]:
@@ -81,3 +85,49 @@ def test_field_paths(loc: tuple[int | str, ...], path: str) -> None:
 def test_request_locations_lose_their_source() -> None:
     errors = [{"loc": ("query", "limit"), "msg": "too big", "type": "less_than_equal"}]
     assert [(e.field, e.message) for e in field_errors(errors, strip_source=True)] == [("limit", "too big")]
+
+
+def test_integral_floats_are_integers_as_in_json_schema() -> None:
+    sub = JobSubmission.model_validate_json(
+        '{"queue": "q", "jobType": "t", "maxAttempts": 70.0, "timeoutMs": 5.0, "delayMs": 0.0,'
+        ' "retry": {"baseDelayMs": 10.0, "maxDelayMs": 20.0, "factor": 3}}'
+    )
+    assert (sub.max_attempts, sub.timeout_ms, sub.delay_ms) == (70, 5, 0)
+    assert type(sub.max_attempts) is int and type(sub.retry.base_delay_ms) is int
+    assert (sub.retry.base_delay_ms, sub.retry.max_delay_ms, sub.retry.factor) == (10, 20, 3.0)
+
+
+@pytest.mark.parametrize(("field", "bad"), [
+    ("maxAttempts", 70.5), ("maxAttempts", "3"), ("maxAttempts", True), ("maxAttempts", 170.0),
+    ("timeoutMs", "5"), ("delayMs", False), ("scheduledFor", 0), ("scheduledFor", "123"), ("scheduledFor", "0"),
+])
+def test_numbers_in_strings_booleans_and_fractions_are_refused(field: str, bad: object) -> None:
+    assert fields_of({"queue": "q", "jobType": "t", field: bad}) == [field]
+
+
+@pytest.mark.parametrize(("field", "bad"), [("baseDelayMs", "10"), ("factor", "2"), ("jitter", "true"), ("jitter", 1)])
+def test_retry_fields_are_as_strict_as_their_json_types(field: str, bad: object) -> None:
+    assert fields_of({"queue": "q", "jobType": "t", "retry": {field: bad}}) == [f"retry.{field}"]
+
+
+def test_the_submitted_retry_has_the_bounds_and_defaults_of_the_stored_one() -> None:
+    submitted = RetrySubmission.model_json_schema()["properties"]
+    stored = RetryPolicy.model_json_schema()["properties"]
+    assert submitted == stored
+    assert RetrySubmission().model_dump() == RetryPolicy().model_dump()
+
+
+def test_the_document_says_what_validation_refuses() -> None:
+    schema = JobSubmission.model_json_schema(by_alias=True)
+    priority = schema["properties"]["priority"]["anyOf"]
+    assert priority == [{"type": "integer", "enum": list(range(11))},
+                        {"type": "string", "enum": ["high", "normal", "low"]}]
+    # scheduledFor and delayMs exclude each other.
+    assert schema["not"]["required"] == ["scheduledFor", "delayMs"]
+    assert "additionalProperties" in schema["properties"]["payload"]
+
+
+@given(st.from_regex(HTTP_URL, fullmatch=True).filter(lambda url: len(url) <= 2048))
+@settings(max_examples=300)
+def test_every_url_the_documented_pattern_matches_is_accepted(url: str) -> None:
+    assert JobSubmission.model_validate({"queue": "q", "jobType": "t", "callbackUrl": url}).callback_url == url

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.api.views import decode_cursor, encode_cursor
+from services.api.jobs.views import decode_cursor, encode_cursor
 
 
 def test_cursor_round_trip_keeps_microseconds() -> None:

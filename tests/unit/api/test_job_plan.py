@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.api.problems import PayloadTooLarge, ValidationFailed
-from services.api.schemas import JobSubmission
-from services.api.submission import build_job, request_hash, submitted_event
+from services.api.http.problems import PayloadTooLarge, ValidationFailed
+from services.api.jobs.events import submitted_event
+from services.api.jobs.job_plan import plan_job, request_hash
+from services.api.jobs.schemas import JobSubmission
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -19,24 +20,24 @@ def sub(**fields: object) -> JobSubmission:
 
 
 def test_delay_becomes_an_absolute_run_time() -> None:
-    job = build_job(sub(delayMs=1500), [], now=NOW, max_payload_bytes=100)
+    job = plan_job(sub(delayMs=1500), [], now=NOW, max_payload_bytes=100)
     assert job.scheduled_for == NOW + timedelta(milliseconds=1500)
 
 
 def test_naive_scheduled_for_is_utc() -> None:
-    job = build_job(sub(scheduledFor="2031-01-01T10:00:00"), [], now=NOW, max_payload_bytes=100)
+    job = plan_job(sub(scheduledFor="2031-01-01T10:00:00"), [], now=NOW, max_payload_bytes=100)
     assert job.scheduled_for == datetime(2031, 1, 1, 10, tzinfo=UTC)
 
 
 def test_offset_scheduled_for_is_converted_to_utc() -> None:
-    job = build_job(sub(scheduledFor="2031-01-01T10:00:00+02:00"), [], now=NOW, max_payload_bytes=100)
+    job = plan_job(sub(scheduledFor="2031-01-01T10:00:00+02:00"), [], now=NOW, max_payload_bytes=100)
     assert job.scheduled_for == datetime(2031, 1, 1, 8, tzinfo=UTC)
 
 
 def test_payload_limit_counts_serialized_bytes() -> None:
-    build_job(sub(payload={"a": "x" * 90}), [], now=NOW, max_payload_bytes=100)  # 98 bytes
+    plan_job(sub(payload={"a": "x" * 90}), [], now=NOW, max_payload_bytes=100)  # 98 bytes
     with pytest.raises(PayloadTooLarge) as info:
-        build_job(sub(payload={"a": "x" * 93}), [], now=NOW, max_payload_bytes=100, prefix="jobs[2].")
+        plan_job(sub(payload={"a": "x" * 93}), [], now=NOW, max_payload_bytes=100, prefix="jobs[2].")
     assert [e.field for e in info.value.errors] == ["jobs[2].payload"]
 
 
@@ -45,9 +46,9 @@ def test_nul_characters_are_refused_but_escaped_text_is_not(text: str, refused: 
     s = sub(payload={"s": text})
     if refused:
         with pytest.raises(ValidationFailed):
-            build_job(s, [], now=NOW, max_payload_bytes=1000)
+            plan_job(s, [], now=NOW, max_payload_bytes=1000)
     else:
-        build_job(s, [], now=NOW, max_payload_bytes=1000)
+        plan_job(s, [], now=NOW, max_payload_bytes=1000)
 
 
 def test_fingerprint_ignores_spelling_and_defaults_but_not_content() -> None:
@@ -63,7 +64,7 @@ def test_fingerprint_ignores_spelling_and_defaults_but_not_content() -> None:
 def test_submitted_event_carries_the_contract() -> None:
     dep = uuid.uuid4()
     s = sub(payload={"p": 1}, priority="low", tags=["a"], callbackUrl="https://h/x", delayMs=10)
-    job = build_job(s, [dep], now=NOW, max_payload_bytes=100)
+    job = plan_job(s, [dep], now=NOW, max_payload_bytes=100)
     batch = uuid.uuid4()
     event = submitted_event(job, "acme", batch)
     assert event.type == "submitted" and event.attempt == 0 and event.tenant == "acme"

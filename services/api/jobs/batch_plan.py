@@ -7,9 +7,9 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.api.problems import ApiError, FieldError, PayloadTooLarge, ValidationFailed
-from services.api.schemas import BatchSubmission
-from services.api.submission import NewJob, build_job
+from services.api.http.problems import ApiError, FieldError, PayloadTooLarge, ValidationFailed
+from services.api.jobs.job_plan import NewJob, plan_job
+from services.api.jobs.schemas import BatchSubmission
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def plan_batch(batch: BatchSubmission, *, now: datetime, max_payload_bytes: int)
     too_large: list[FieldError] = []
     for i, job in enumerate(batch.jobs):
         try:
-            jobs.append(build_job(
+            jobs.append(plan_job(
                 job, resolved[i], now=now, max_payload_bytes=max_payload_bytes, prefix=f"jobs[{i}].", job_id=ids[i]
             ))
         except PayloadTooLarge as exc:

@@ -4,62 +4,68 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
-from urllib.parse import urlsplit
+from typing import Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, StrictBool, StrictFloat, ValidationInfo, field_validator
 
-from shared.models import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, PRIORITY_WORDS, CamelModel, JobStatus, RetryPolicy
+from services.api.jobs.field_types import (
+    BaseDelayMs,
+    CallbackUrl,
+    DateTime,
+    DelayMs,
+    IdempotencyKey,
+    Label,
+    MaxAttempts,
+    MaxDelayMs,
+    Name,
+    Payload,
+    Priority,
+    Tag,
+    TimeoutMs,
+)
+from shared.models import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, CamelModel, JobStatus, RetryPolicy
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-# Postgres text cannot hold U+0000, and control characters in labels are always a mistake.
-PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 MAX_BATCH_JOBS = 5000
 MAX_TAGS = 32
 MAX_DEPENDENCIES = 1000
-INT32_MAX = 2**31 - 1
+
+# scheduledFor and delayMs exclude each other (both null or absent is fine).
+ONE_SCHEDULE: dict[str, Any] = {
+    "not": {
+        "required": ["scheduledFor", "delayMs"],
+        "properties": {"scheduledFor": {"not": {"type": "null"}}, "delayMs": {"not": {"type": "null"}}},
+    },
+}
 
 
-def _priority(value: Any) -> int:
-    # bool is an int subclass and floats coerce silently: both are client mistakes, so refuse them.
-    if isinstance(value, str):
-        if value in PRIORITY_WORDS:
-            return PRIORITY_WORDS[value]
-        raise ValueError(f"must be an integer 0-10 or one of {', '.join(PRIORITY_WORDS)}")
-    if type(value) is not int or not 0 <= value <= 10:
-        raise ValueError(f"must be an integer 0-10 or one of {', '.join(PRIORITY_WORDS)}")
-    return value
+class RetrySubmission(RetryPolicy):
+    """`retry` as submitted: RetryPolicy's fields and bounds, as strict as their JSON types."""
 
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an absolute http or https URL")
-    return value
-
-
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-Priority = Annotated[int, BeforeValidator(_priority), Field(json_schema_extra={"examples": [5, "high"]})]
-Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=PRINTABLE)]
-CallbackUrl = Annotated[str, Field(max_length=2048, pattern=PRINTABLE), AfterValidator(_http_url)]
-Label = Annotated[str, Field(min_length=1, max_length=128, pattern=PRINTABLE)]
+    base_delay_ms: BaseDelayMs = 1000
+    max_delay_ms: MaxDelayMs = 300_000
+    factor: StrictFloat = Field(default=2.0, ge=1.0, le=100.0)
+    jitter: StrictBool = True
 
 
 class JobFields(CamelModel):
     """The fields a job submission shares with a job of a batch."""
 
+    model_config = ConfigDict(json_schema_extra=ONE_SCHEDULE)
+
     queue: Name
     job_type: Name
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: Payload = Field(default_factory=dict, description="A JSON object of at most 256 KiB of JSON text")
     priority: Priority = DEFAULT_PRIORITY
-    max_attempts: StrictInt = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=100)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout_ms: StrictInt | None = Field(default=None, ge=1, le=INT32_MAX)
-    scheduled_for: datetime | None = None
-    delay_ms: StrictInt | None = Field(default=None, ge=0, le=366 * 86_400_000)
+    max_attempts: MaxAttempts = DEFAULT_MAX_ATTEMPTS
+    retry: RetrySubmission = Field(default_factory=RetrySubmission)
+    timeout_ms: TimeoutMs | None = None
+    scheduled_for: DateTime | None = Field(
+        default=None, description="When to run it (RFC 3339; without an offset, UTC); not with delayMs"
+    )
+    delay_ms: DelayMs | None = Field(default=None, description="Not with scheduledFor")
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     callback_url: CallbackUrl | None = None
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255, pattern=PRINTABLE)
+    idempotency_key: IdempotencyKey | None = None
 
     @field_validator("delay_ms")
     @classmethod

@@ -1,4 +1,4 @@
-"""The API's few Redis calls (through the shared Dispatcher), each bounded by a timeout."""
+"""The api's Redis calls (through the shared Dispatcher), each bounded by a timeout."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import uuid
 
 from redis.exceptions import RedisError
 
-from services.api.problems import ServiceUnavailable
+from services.api.http.problems import ServiceUnavailable
 from shared.dispatch.protocol import Dispatcher
+from shared.logs import job_fields
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ async def cancel_in_redis(dispatcher: Dispatcher | None, queue: str, job_id: uui
         return await asyncio.wait_for(dispatcher.cancel(queue, job_id), timeout=REDIS_CALL_TIMEOUT_S)
     except (RedisError, OSError, TimeoutError) as exc:
         # Postgres is the truth and already says cancelled; the scheduler reconciles Redis against it.
-        log.warning("could not cancel job %s in redis: %r", job_id, exc)
+        log.warning("could not cancel the job in redis: %r", exc, extra=job_fields(job_id))
         return None
 
 

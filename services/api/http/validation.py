@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 from starlette.requests import Request
 
-from services.api.problems import FieldError, MalformedRequest, UnsupportedMediaType, ValidationFailed
+from services.api.http.problems import FieldError, MalformedRequest, UnsupportedMediaType, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -1,4 +1,4 @@
-"""From a validated submission to the row to insert and the `submitted` event announcing it."""
+"""From a validated submission to the job row to insert (normalized values, payload checks, fingerprint)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from typing import Any
 
 import orjson
 
-from services.api.problems import FieldError, PayloadTooLarge, ValidationFailed
-from services.api.schemas import JobFields
-from shared.events import SCHEMA_VERSION, Envelope, EventType, utcnow
+from services.api.http.problems import FieldError, PayloadTooLarge, ValidationFailed
+from services.api.jobs.schemas import JobFields
 from shared.models import RetryPolicy
-from shared.telemetry import job_traceparent
 
 # Postgres text and jsonb cannot hold U+0000; orjson writes it as the escape \u0000 (after an even
 # number of backslashes, which would be escaped backslashes followed by plain text).
@@ -77,7 +75,7 @@ def _run_at(fields: JobFields, now: datetime) -> datetime | None:
     return None
 
 
-def build_job(
+def plan_job(
     fields: JobFields,
     depends_on: list[uuid.UUID],
     *,
@@ -105,63 +103,4 @@ def build_job(
         callback_url=fields.callback_url,
         idempotency_key=key,
         request_hash=request_hash(fields, depends_on) if key else None,
-    )
-
-
-def submitted_data(
-    *,
-    priority: int,
-    payload: dict[str, Any],
-    max_attempts: int,
-    retry: dict[str, Any],
-    timeout_ms: int | None,
-    run_at: datetime | None,
-    depends_on: list[uuid.UUID],
-    tags: list[str],
-    batch_id: uuid.UUID | None,
-    callback_url: str | None,
-) -> dict[str, Any]:
-    """The `data` of a `submitted` event (the contract every consumer reads)."""
-    return {
-        "priority": priority,
-        "payload": payload,
-        "maxAttempts": max_attempts,
-        "retry": retry,
-        "timeoutMs": timeout_ms,
-        "runAt": run_at.isoformat() if run_at else None,
-        "dependsOn": [str(d) for d in depends_on],
-        "tags": tags,
-        "batchId": str(batch_id) if batch_id else None,
-        "callbackUrl": callback_url,
-    }
-
-
-def submitted_event(
-    job: NewJob, tenant: str, batch_id: uuid.UUID | None = None, trace_parent: str | None = None
-) -> Envelope:
-    """The `submitted` envelope (attempt 0) of a new job; it starts the job's trace unless one is given."""
-    # model_construct: every value is already validated and typed, and batches build thousands of these.
-    return Envelope.model_construct(
-        event_id=uuid.uuid4(),
-        type=EventType.SUBMITTED,
-        schema_version=SCHEMA_VERSION,
-        occurred_at=utcnow(),
-        job_id=job.id,
-        queue=job.queue,
-        job_type=job.job_type,
-        attempt=0,
-        tenant=tenant,
-        trace_parent=trace_parent or job_traceparent(),
-        data=submitted_data(
-            priority=job.priority,
-            payload=job.payload,
-            max_attempts=job.max_attempts,
-            retry=job.retry.model_dump(by_alias=True),
-            timeout_ms=job.timeout_ms,
-            run_at=job.scheduled_for,
-            depends_on=job.depends_on,
-            tags=job.tags,
-            batch_id=batch_id,
-            callback_url=job.callback_url,
-        ),
     )

@@ -1,4 +1,4 @@
-"""Thin typed functions over the job tables; each runs one statement of jobs_sql on a connection."""
+"""Reads of the job tables: statements and the thin typed functions that run them on a connection."""
 
 from __future__ import annotations
 
@@ -9,62 +9,42 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
-import orjson
 
-from services.api import jobs_sql as sql
-from services.api.submission import NewJob
-from shared.events import Envelope
-from shared.kafka.producer import message_for
-from shared.outbox import Outgoing
+FIND_BY_IDEMPOTENCY_KEYS = """
+SELECT id, status, idempotency_key, request_hash FROM jobs WHERE tenant = $1 AND idempotency_key = ANY($2::text[])
+"""
 
+EXISTING_IDS = "SELECT id FROM jobs WHERE tenant = $1 AND id = ANY($2::uuid[])"
 
-async def insert_jobs(
-    conn: asyncpg.Connection, tenant: str, batch_id: uuid.UUID | None, jobs: Sequence[NewJob],
-    trace_parent: str | None = None,
-) -> set[uuid.UUID]:
-    """Insert jobs in one statement; returns the ids stored (a job whose idempotency key exists is not)."""
-    rows = await conn.fetch(
-        sql.INSERT_JOBS,
-        tenant,
-        batch_id,
-        [j.id for j in jobs],
-        [j.queue for j in jobs],
-        [j.job_type for j in jobs],
-        [j.priority for j in jobs],
-        [j.payload_json for j in jobs],
-        [j.max_attempts for j in jobs],
-        [j.retry.model_dump_json(by_alias=True) for j in jobs],
-        [j.timeout_ms for j in jobs],
-        [j.scheduled_for for j in jobs],
-        [orjson.dumps([str(d) for d in j.depends_on]).decode() for j in jobs],
-        [orjson.dumps(j.tags).decode() for j in jobs],
-        [j.callback_url for j in jobs],
-        [j.idempotency_key for j in jobs],
-        [j.request_hash for j in jobs],
-        trace_parent,
-    )
-    return {r["id"] for r in rows}
+JOB_COLUMNS = """
+id, queue, job_type, status, priority, payload, max_attempts, attempts, retry, timeout_ms, created_at, updated_at,
+scheduled_for, started_at, completed_at, result, error, progress, tags, depends_on, batch_id, callback_url,
+idempotency_key, cancel_reason, cancel_requested
+"""
 
+GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant = $2"
 
-async def insert_one(conn: asyncpg.Connection, tenant: str, job: NewJob, event: Envelope) -> Outgoing | None:
-    """Insert one job with its outbox row in a single statement; None if its idempotency key exists."""
-    message = message_for(event)
-    outbox_id = await conn.fetchval(
-        sql.SUBMIT_ONE,
-        job.id, tenant, job.queue, job.job_type, job.priority, job.payload_json, job.max_attempts,
-        job.retry.model_dump_json(by_alias=True), job.timeout_ms, job.scheduled_for, job.depends_on, job.tags,
-        job.callback_url, job.idempotency_key, job.request_hash,
-        message.topic, message.key.decode(), message.value, {k: v.decode() for k, v in message.headers},
-        event.trace_parent,
-    )
-    return None if outbox_id is None else Outgoing([outbox_id], [message])
+ATTEMPTS_OF = """
+SELECT job_id, attempt, status, worker_id, started_at, ended_at, error
+FROM job_attempts WHERE job_id = ANY($1::uuid[]) ORDER BY job_id, attempt
+"""
+
+# The listing: $1 tenant, $2 limit; filters append their own numbered conditions (see list_query).
+LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1{{where}} ORDER BY created_at DESC, id DESC LIMIT $2"
+
+JOB_STATUS = "SELECT status FROM jobs WHERE id = $1 AND tenant = $2"
+
+JOB_EXISTS = "SELECT 1 FROM jobs WHERE id = $1 AND tenant = $2"
+
+# The caller's ownership of the job is checked first (JOB_EXISTS); event ids are unique per job.
+EVENTS_OF = "SELECT envelope FROM job_events WHERE job_id = $1 ORDER BY occurred_at, attempt, recorded_at"
 
 
 async def find_by_idempotency_keys(
     conn: asyncpg.Connection, tenant: str, keys: Sequence[str]
 ) -> dict[str, asyncpg.Record]:
     """Existing jobs of the tenant by idempotency key."""
-    rows = await conn.fetch(sql.FIND_BY_IDEMPOTENCY_KEYS, tenant, list(keys))
+    rows = await conn.fetch(FIND_BY_IDEMPOTENCY_KEYS, tenant, list(keys))
     return {r["idempotency_key"]: r for r in rows}
 
 
@@ -72,22 +52,38 @@ async def existing_ids(conn: asyncpg.Connection, tenant: str, ids: Sequence[uuid
     """Which of these ids name jobs of the tenant."""
     if not ids:
         return set()
-    return {r["id"] for r in await conn.fetch(sql.EXISTING_IDS, tenant, list(ids))}
+    return {r["id"] for r in await conn.fetch(EXISTING_IDS, tenant, list(ids))}
 
 
 async def get_job(conn: asyncpg.Connection, tenant: str, job_id: uuid.UUID) -> asyncpg.Record | None:
     """One job row of the tenant."""
-    row: asyncpg.Record | None = await conn.fetchrow(sql.GET_JOB, job_id, tenant)
+    row: asyncpg.Record | None = await conn.fetchrow(GET_JOB, job_id, tenant)
     return row
+
+
+async def job_status(conn: asyncpg.Connection, tenant: str, job_id: uuid.UUID) -> str | None:
+    """The status of the tenant's job, None if it has no such job."""
+    status: str | None = await conn.fetchval(JOB_STATUS, job_id, tenant)
+    return status
+
+
+async def job_exists(conn: asyncpg.Connection, tenant: str, job_id: uuid.UUID) -> bool:
+    """Whether the tenant has this job."""
+    return await conn.fetchval(JOB_EXISTS, job_id, tenant) is not None
 
 
 async def attempts_of(conn: asyncpg.Connection, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[asyncpg.Record]]:
     """Attempt rows grouped by job, in attempt order."""
     out: dict[uuid.UUID, list[asyncpg.Record]] = defaultdict(list)
     if job_ids:
-        for row in await conn.fetch(sql.ATTEMPTS_OF, list(job_ids)):
+        for row in await conn.fetch(ATTEMPTS_OF, list(job_ids)):
             out[row["job_id"]].append(row)
     return out
+
+
+async def events_of(conn: asyncpg.Connection, job_id: uuid.UUID) -> list[dict[str, object]]:
+    """The job's audit trail, oldest first."""
+    return [r["envelope"] for r in await conn.fetch(EVENTS_OF, job_id)]
 
 
 @dataclass(frozen=True)
@@ -142,7 +138,7 @@ def list_query(f: JobFilter, limit: int, tenant: str) -> tuple[str, list[object]
     if f.after is not None:
         where.append(f"(created_at, id) < ({arg(f.after[0])}, {arg(f.after[1])})")
     clause = "".join(f" AND {w}" for w in where)
-    return sql.LIST_JOBS.format(where=clause), args
+    return LIST_JOBS.format(where=clause), args
 
 
 async def list_jobs(conn: asyncpg.Connection, tenant: str, f: JobFilter, limit: int) -> list[asyncpg.Record]:
@@ -150,13 +146,3 @@ async def list_jobs(conn: asyncpg.Connection, tenant: str, f: JobFilter, limit: 
     query, args = list_query(f, limit, tenant)
     rows: list[asyncpg.Record] = await conn.fetch(query, *args)
     return rows
-
-
-async def events_of(conn: asyncpg.Connection, job_id: uuid.UUID) -> list[dict[str, object]]:
-    """The job's audit trail, oldest first."""
-    return [r["envelope"] for r in await conn.fetch(sql.EVENTS_OF, job_id)]
-
-
-async def job_exists(conn: asyncpg.Connection, tenant: str, job_id: uuid.UUID) -> bool:
-    """Whether the tenant has this job."""
-    return await conn.fetchval(sql.JOB_EXISTS, job_id, tenant) is not None

@@ -8,16 +8,14 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.api import jobs_sql as sql
-from services.api.db import transaction
-from services.api.problems import Conflict, NotFound
-from services.api.submission import submitted_data
+from services.api.http.problems import Conflict, NotFound
+from services.api.jobs.events import cancelled_event, submitted_data
+from services.api.store import job_reads, job_writes
+from services.api.store.connections import transaction
 from shared import outbox
 from shared.events import Envelope, EventType
 from shared.models import WAITING, JobStatus
 from shared.outbox import NOTHING, Outgoing
-
-_WAITING = {s.value for s in WAITING}
 
 
 @dataclass(frozen=True)
@@ -33,20 +31,19 @@ class Cancelled:
 async def cancel_job(pool: asyncpg.Pool, tenant: str, job_id: uuid.UUID) -> Cancelled:
     """Cancel a waiting job at once, or mark a running one for its worker; terminal jobs are a 409."""
     async with transaction(pool) as conn:
-        row = await conn.fetchrow(sql.LOCK_JOB, job_id, tenant)
+        row = await job_writes.lock_job(conn, tenant, job_id)
         if row is None:
             raise NotFound(f"no job {job_id}")
         status = row["status"]
-        if status in _WAITING:
-            await conn.execute(sql.CANCEL_NOW, job_id)
-            outgoing = await outbox.enqueue(conn, [Envelope(
-                type=EventType.CANCELLED, job_id=job_id, queue=row["queue"], job_type=row["job_type"],
-                attempt=row["state_attempt"], tenant=tenant, trace_parent=row["trace_parent"],
-                data={"reason": "cancelled_by_user", "by": "api"},
+        if status in WAITING:
+            await job_writes.cancel_now(conn, job_id)
+            outgoing = await outbox.enqueue(conn, [cancelled_event(
+                job_id, tenant, queue=row["queue"], job_type=row["job_type"], attempt=row["state_attempt"],
+                trace_parent=row["trace_parent"],
             )])
             return Cancelled(job_id, row["queue"], True, outgoing)
         if status == JobStatus.RUNNING:
-            await conn.execute(sql.REQUEST_CANCEL, job_id)
+            await job_writes.request_cancel(conn, job_id)
             return Cancelled(job_id, row["queue"], False)
     raise Conflict(f"job {job_id} is already {status}")
 
@@ -59,9 +56,9 @@ async def retry_job(
 ) -> Outgoing:
     """Move a failed or cancelled job back to pending with a fresh attempt budget; returns its outbox rows."""
     async with transaction(pool) as conn:
-        row = await conn.fetchrow(sql.RETRY_JOB, job_id, tenant)
+        row = await job_writes.reset_for_retry(conn, tenant, job_id)
         if row is None:
-            status = await conn.fetchval(sql.JOB_STATUS, job_id, tenant)
+            status = await job_reads.job_status(conn, tenant, job_id)
             if status is None:
                 raise NotFound(f"no job {job_id}")
             raise Conflict(f"only failed or cancelled jobs can be retried; job {job_id} is {status}")

@@ -9,6 +9,8 @@ import asyncpg
 
 ACQUIRE_TIMEOUT_S = 5.0
 
+PING = "SELECT 1"
+
 
 @asynccontextmanager
 async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
@@ -22,3 +24,9 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection for reads (autocommit)."""
     async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
         yield conn
+
+
+async def ping(pool: asyncpg.Pool) -> bool:
+    """Whether Postgres answers a trivial query (the caller bounds the wait)."""
+    async with pool.acquire() as conn:
+        return bool(await conn.fetchval(PING) == 1)

@@ -7,13 +7,14 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from services.api.deps import ApiDeps
-from services.api.handlers import install_exception_handlers
-from services.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from services.api.openapi import install_openapi
+from services.api.http.deps import ApiDeps
+from services.api.http.exception_handlers import install_exception_handlers
+from services.api.http.middleware import BodyLimitMiddleware, MetricsMiddleware
+from services.api.http.openapi import install_openapi
+from services.api.http.principal import PrincipalResolver
+from services.api.http.submit_lane import SubmitLane
+from services.api.jobs.schemas import BatchSubmission, JobSubmission
 from services.api.routes import batches, health, jobs
-from services.api.schemas import BatchSubmission, JobSubmission
-from services.api.submit_lane import SubmitLane
 from shared.telemetry import fastapi_telemetry
 
 DESCRIPTION = "Submit, inspect, cancel and retry jobs. Errors are RFC 9457 problem details."
@@ -26,10 +27,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
         telemetry=fastapi_telemetry(),
     )
     app.state.deps = deps
-    app.include_router(jobs.router)
-    app.include_router(batches.router)
+    app.state.principals = PrincipalResolver(deps.pool, auth_required=deps.settings.auth_required)
+    routers = (jobs.router, batches.router)  # one module per resource (a new one goes here)
+    for router in routers:
+        app.include_router(router)
     health.install_health(app, deps.pool)
-    install_exception_handlers(app)
+    install_exception_handlers(app, [route for router in routers for route in router.routes])
     install_openapi(app, [JobSubmission, BatchSubmission])
     # Added last = outermost: metrics also see the 413s the body limit answers; the submit lane
     # is inside both.

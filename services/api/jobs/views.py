@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from shared.models import JobStatus
+
 
 def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
     """One record of `attemptHistory`."""
@@ -28,7 +30,7 @@ def job_view(row: asyncpg.Record, attempts: Sequence[asyncpg.Record]) -> dict[st
     """GET /jobs/{id}: the job with its attempt history; `error` is the last failed attempt's."""
     history = [attempt_view(a) for a in attempts]
     error = row["error"]
-    if error is None and row["status"] in ("failed", "retrying"):
+    if error is None and row["status"] in (JobStatus.FAILED, JobStatus.RETRYING):
         error = next((a["error"] for a in reversed(history) if a["error"] is not None), None)
     return {
         "jobId": row["id"],

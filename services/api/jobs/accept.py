@@ -1,4 +1,4 @@
-"""Submitting jobs: rows and their `submitted` outbox events in ONE transaction."""
+"""Accepting planned jobs: their rows and `submitted` outbox events in ONE transaction."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.api import jobs_repo
-from services.api.batch_plan import BatchPlan
-from services.api.db import connection, transaction
-from services.api.problems import Conflict, FieldError, ValidationFailed
-from services.api.submission import NewJob, submitted_event
+from services.api.http.problems import Conflict, FieldError, ValidationFailed
+from services.api.jobs.batch_plan import BatchPlan
+from services.api.jobs.events import submitted_event
+from services.api.jobs.job_plan import NewJob
+from services.api.store import batches, job_reads, job_writes
+from services.api.store.connections import connection, transaction
 from shared import outbox
+from shared.models import JobStatus
 from shared.outbox import NOTHING, Outgoing
 from shared.telemetry import job_traceparent
 
-INSERT_BATCH = "INSERT INTO job_batches (id, tenant, total) VALUES ($1, $2, $3)"
-
 
 @dataclass(frozen=True)
-class SubmitResult:
+class Accepted:
     """A stored job: `created` is False for an idempotent replay of an earlier submission.
 
     `outgoing`: the outbox rows written, for the relay once the response is on its way.
@@ -33,33 +33,33 @@ class SubmitResult:
     outgoing: Outgoing = NOTHING
 
 
-async def submit_job(pool: asyncpg.Pool, tenant: str, job: NewJob) -> SubmitResult:
+async def accept_job(pool: asyncpg.Pool, tenant: str, job: NewJob) -> Accepted:
     """Store one job and its event, or find the job its idempotency key already names."""
     event = submitted_event(job, tenant)
     if job.depends_on:
         async with transaction(pool) as conn:
             await _check_dependencies(conn, tenant, job)
-            outgoing = await jobs_repo.insert_one(conn, tenant, job, event)
+            outgoing = await job_writes.insert_one(conn, tenant, job, event)
     else:
         async with connection(pool) as conn:
-            outgoing = await jobs_repo.insert_one(conn, tenant, job, event)
+            outgoing = await job_writes.insert_one(conn, tenant, job, event)
     if outgoing is not None:
-        return SubmitResult(job.id, "pending", True, outgoing)
+        return Accepted(job.id, JobStatus.PENDING.value, True, outgoing)
     # ON CONFLICT skipped the row: the key was used before (perhaps by a request racing this one).
     assert job.idempotency_key is not None
     async with connection(pool) as conn:
-        found = await jobs_repo.find_by_idempotency_keys(conn, tenant, [job.idempotency_key])
+        found = await job_reads.find_by_idempotency_keys(conn, tenant, [job.idempotency_key])
     existing = found.get(job.idempotency_key)
     if existing is None or existing["request_hash"] != job.request_hash:
         raise Conflict(
             "this idempotency key was used for a different request",
             errors=[FieldError("idempotencyKey", "already used with a different body")],
         )
-    return SubmitResult(existing["id"], existing["status"], False)
+    return Accepted(existing["id"], existing["status"], False)
 
 
 async def _check_dependencies(conn: asyncpg.Connection, tenant: str, job: NewJob) -> None:
-    found = await jobs_repo.existing_ids(conn, tenant, job.depends_on)
+    found = await job_reads.existing_ids(conn, tenant, job.depends_on)
     missing = [str(d) for d in job.depends_on if d not in found]
     if missing:
         raise ValidationFailed(
@@ -67,13 +67,13 @@ async def _check_dependencies(conn: asyncpg.Connection, tenant: str, job: NewJob
         )
 
 
-async def submit_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> tuple[uuid.UUID, Outgoing]:
+async def accept_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> tuple[uuid.UUID, Outgoing]:
     """Store a batch: one job_batches row, every job and every event, all or nothing."""
     batch_id = uuid.uuid4()
     jobs = plan.jobs
     async with transaction(pool) as conn:
         if plan.external:
-            found = await jobs_repo.existing_ids(conn, tenant, list(plan.external))
+            found = await job_reads.existing_ids(conn, tenant, list(plan.external))
             errors = [
                 FieldError(f"jobs[{i}].dependsOn", f"no such job: {dep}")
                 for dep, users in plan.external.items() if dep not in found for i in users
@@ -83,12 +83,12 @@ async def submit_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> tupl
                 raise ValidationFailed("dependsOn names unknown jobs; nothing was stored", errors=errors)
         keyed = {j.idempotency_key: i for i, j in enumerate(jobs) if j.idempotency_key is not None}
         if keyed:
-            used = await jobs_repo.find_by_idempotency_keys(conn, tenant, list(keyed))
+            used = await job_reads.find_by_idempotency_keys(conn, tenant, list(keyed))
             if used:
                 raise _keys_used(keyed, set(used))
-        await conn.execute(INSERT_BATCH, batch_id, tenant, len(jobs))
+        await batches.insert_batch(conn, tenant, batch_id, len(jobs))
         trace = job_traceparent()  # one trace for the whole batch
-        inserted = await jobs_repo.insert_jobs(conn, tenant, batch_id, jobs, trace)
+        inserted = await job_writes.insert_jobs(conn, tenant, batch_id, jobs, trace)
         if len(inserted) != len(jobs):  # a concurrent request took a key after our check
             raise _keys_used(keyed, {j.idempotency_key for j in jobs if j.id not in inserted})
         outgoing = await outbox.enqueue(conn, [submitted_event(j, tenant, batch_id, trace) for j in jobs])

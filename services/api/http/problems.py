@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.api.responses import ProblemResponse
+from services.api.http.responses import ProblemResponse
 from shared.errors import ConveyorError
 
 TYPE_BASE = "urn:conveyor:problem:"

@@ -7,7 +7,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api import metrics
-from services.api.problems import MalformedRequest, PayloadTooLarge, problem_response
+from services.api.http.problems import MalformedRequest, PayloadTooLarge, problem_response
 
 
 class BodyTooLarge(PayloadTooLarge):

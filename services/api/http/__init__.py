@@ -1,0 +1,1 @@
+"""The HTTP edge: app factory, middleware, dependencies, callers, problem details, OpenAPI."""

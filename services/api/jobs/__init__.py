@@ -1,0 +1,1 @@
+"""What the api does with jobs: request schemas, planning submissions, cancel/retry, resource views."""

@@ -1,0 +1,41 @@
+"""The job_batches table: statements and the thin typed functions that run them on a connection."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from shared.models import WAITING, JobStatus
+
+# `pending` in a batch's counts is every waiting state (DESIGN §5).
+_WAITING = sorted(s.value for s in WAITING)
+
+INSERT_BATCH = "INSERT INTO job_batches (id, tenant, total) VALUES ($1, $2, $3)"
+
+BATCH_COUNTS = f"""
+SELECT b.total,
+       count(j.id) FILTER (WHERE j.status = ANY($3::text[])) AS pending,
+       count(j.id) FILTER (WHERE j.status = '{JobStatus.RUNNING}') AS running,
+       count(j.id) FILTER (WHERE j.status = '{JobStatus.COMPLETED}') AS completed,
+       count(j.id) FILTER (WHERE j.status = '{JobStatus.FAILED}') AS failed,
+       count(j.id) FILTER (WHERE j.status = '{JobStatus.CANCELLED}') AS cancelled
+FROM job_batches b LEFT JOIN jobs j ON j.batch_id = b.id AND j.tenant = b.tenant
+WHERE b.id = $1 AND b.tenant = $2
+GROUP BY b.id, b.total
+"""
+
+COUNT_NAMES = ("total", "pending", "running", "completed", "failed", "cancelled")
+
+
+async def insert_batch(conn: asyncpg.Connection, tenant: str, batch_id: uuid.UUID, total: int) -> None:
+    """The batch row its jobs point at."""
+    await conn.execute(INSERT_BATCH, batch_id, tenant, total)
+
+
+async def batch_counts(conn: asyncpg.Connection, tenant: str, batch_id: uuid.UUID) -> dict[str, int] | None:
+    """`{total, pending, running, completed, failed, cancelled}` of the tenant's batch, None if it has none."""
+    row = await conn.fetchrow(BATCH_COUNTS, batch_id, tenant, _WAITING)
+    if row is None:
+        return None
+    return {name: row[name] for name in COUNT_NAMES}
