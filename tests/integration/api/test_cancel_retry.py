@@ -7,6 +7,7 @@ import uuid
 import orjson
 import pytest
 
+from shared.dispatch.protocol import JobRef
 from shared.models import JobSpec
 from tests.integration.api.conftest import Api
 
@@ -44,9 +45,12 @@ async def test_cancel_waiting_job_is_immediate(api: Api, status: str) -> None:
     assert job["completedAt"] is not None
     row = await api.pool.fetchrow("SELECT state_rank, state_attempt FROM jobs WHERE id = $1", uuid.UUID(job_id))
     assert (row["state_attempt"], row["state_rank"]) == (1, 5)
-    # Redis no longer holds it, and its cancel flag is up.
-    assert await api.dispatcher.held([uuid.UUID(job_id)]) == set()
-    assert await api.dispatcher.cancelled([uuid.UUID(job_id)]) == {uuid.UUID(job_id)}
+    # Its cancel flag is up, so Redis counts it as gone and no worker can take it (the scheduler
+    # removes the waiting copy when it records the event: ADR 0001).
+    ref = JobRef("q", uuid.UUID(job_id))
+    assert await api.dispatcher.held([ref]) == set()
+    assert await api.dispatcher.cancelled([ref]) == {uuid.UUID(job_id)}
+    assert await api.dispatcher.pop(["q"], 1, 30_000, "w1") == []
     cancelled = [e for e in await outbox_events(api) if e["type"] == "cancelled"]
     assert len(cancelled) == 1
     event = cancelled[0]
@@ -66,8 +70,8 @@ async def test_cancel_running_job_asks_the_worker(api: Api) -> None:
     assert response.json() == {"jobId": job_id, "status": "running", "cancelRequested": True}
     job = (await api.client.get(f"/api/v1/jobs/{job_id}")).json()
     assert job["status"] == "running" and job["cancelRequested"] is True
-    assert await api.dispatcher.cancelled([lease.job_id]) == {lease.job_id}
-    assert await api.dispatcher.leased([lease.job_id]) == {lease.job_id}  # the worker still holds it
+    assert await api.dispatcher.cancelled([lease.ref]) == {lease.job_id}
+    assert await api.dispatcher.leased([lease.ref]) == {lease.job_id}  # the worker still holds it
     assert [e["type"] for e in await outbox_events(api)] == ["submitted"]  # the worker reports the outcome
 
 
@@ -130,10 +134,10 @@ async def test_retry_failed_job_gets_a_fresh_budget(api: Api) -> None:
 async def test_retry_cancelled_job_clears_its_cancel_flag(api: Api) -> None:
     job_id = await api.submit()
     assert (await api.client.delete(f"/api/v1/jobs/{job_id}")).status_code == 200
-    assert await api.dispatcher.cancelled([uuid.UUID(job_id)])
+    assert await api.dispatcher.cancelled([JobRef("q", uuid.UUID(job_id))])
     response = await api.client.post(f"/api/v1/jobs/{job_id}/retry")
     assert response.status_code == 200
-    assert await api.dispatcher.cancelled([uuid.UUID(job_id)]) == set()
+    assert await api.dispatcher.cancelled([JobRef("q", uuid.UUID(job_id))]) == set()
     job = (await api.client.get(f"/api/v1/jobs/{job_id}")).json()
     assert job["status"] == "pending" and job["cancelReason"] is None and job["cancelRequested"] is False
 

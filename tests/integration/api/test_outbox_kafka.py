@@ -14,8 +14,8 @@ from aiokafka.structs import ConsumerRecord
 
 from deploy.local.servers import free_port
 from shared.errors import EventPublishError
-from tests.integration.api.conftest import Api
 from tests.fixtures.polling import poll_until
+from tests.integration.api.conftest import Api
 
 ENVELOPE_KEYS = {"eventId", "type", "schemaVersion", "occurredAt", "jobId", "queue", "jobType", "attempt", "data"}
 SUBMITTED_DATA_KEYS = {"priority", "payload", "maxAttempts", "retry", "timeoutMs", "runAt", "dependsOn", "tags",

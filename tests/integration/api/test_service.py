@@ -13,10 +13,10 @@ import pytest
 
 from deploy.local.servers import free_port
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.polling import poll_until
 from tests.integration.api.conftest import bearer
 from tests.integration.api.test_app import new_admin_key
 from tests.integration.api.test_outbox_kafka import check_submitted_envelope, consume
-from tests.fixtures.polling import poll_until
 
 JOB = {"queue": "q", "jobType": "noop", "payload": {"hello": "world"}}
 AUTH_ON = {"AUTH_REQUIRED": "true"}
