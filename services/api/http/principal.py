@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,9 @@ class PrincipalResolver:
         self._auth_required = auth_required
         self._ttl_s = ttl_s
         self._cache: dict[str, tuple[float, Principal]] = {}
+        # One lookup per key at a time: when an entry expires under load, the requests that find it
+        # expired wait for that one lookup instead of each taking a pool connection for the same row.
+        self._lookups: dict[str, asyncio.Future[Principal]] = {}
 
     async def resolve(self, token: str | None) -> Principal:
         """The caller's principal (the default admin when no key is sent and auth is off)."""
@@ -37,10 +41,21 @@ class PrincipalResolver:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        principal = await resolve_principal(self._pool, token, auth_required=self._auth_required)
+        pending = self._lookups.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        lookup = asyncio.ensure_future(resolve_principal(self._pool, token, auth_required=self._auth_required))
+        self._lookups[digest] = lookup
+        try:
+            principal = await asyncio.shield(lookup)
+        finally:
+            if lookup.done():
+                self._lookups.pop(digest, None)
+            else:  # we were cancelled; the lookup goes on for the others, then leaves the table
+                lookup.add_done_callback(lambda _: self._lookups.pop(digest, None))
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()  # crude but bounded; real deployments have few keys
-        self._cache[digest] = (now + self._ttl_s, principal)
+        self._cache[digest] = (time.monotonic() + self._ttl_s, principal)
         return principal
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
 
+from services.api.http.principal import PrincipalResolver
 from shared.auth.keys import create_api_key
 from shared.auth.principal import Scope
+from shared.auth.resolve import AuthenticationError
 from tests.integration.api.conftest import Api, bearer
 
 JOB = {"queue": "q", "jobType": "noop"}
@@ -167,3 +170,28 @@ async def test_tenants_see_only_their_own_jobs(api: Api) -> None:
     assert tenant == "acme"
     header = await api.pool.fetchval("SELECT headers->>'tenant' FROM outbox WHERE key = $1", theirs)
     assert header == "acme"
+
+
+class _CountingPool:
+    """The real pool, counting the key lookups that reach Postgres."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.lookups = 0
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        self.lookups += 1
+        return await self.pool.fetchrow(*args, **kwargs)
+
+
+async def test_an_expired_key_is_looked_up_once_however_many_requests_wait_for_it(api: Api) -> None:
+    counting = _CountingPool(api.pool)
+    resolver = PrincipalResolver(counting, auth_required=True, ttl_s=0.0)  # type: ignore[arg-type]
+    key = await key_with(api, Scope.READ, tenant="acme")
+    principals = await asyncio.gather(*(resolver.resolve(key) for _ in range(20)))
+    assert {(p.tenant, p.scopes) for p in principals} == {("acme", frozenset({Scope.READ}))}
+    assert counting.lookups == 1
+    await resolver.resolve(key)  # expired at once (ttl 0): a new lookup
+    assert counting.lookups == 2
+    results = await asyncio.gather(*(resolver.resolve("cvk_unknown") for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, AuthenticationError) for r in results) and counting.lookups == 3
