@@ -250,7 +250,8 @@ async def test_another_tenant_sees_and_touches_nothing(api: Api) -> None:
     export = await api.client.get("/api/v1/dlq/export.csv", headers=other)
     assert export.text.count("\r\n") == 1  # the header only
     for path in ("/api/v1/dlq/retry", "/api/v1/dlq/delete"):
-        for body in ({"ids": [job]}, {"filter": {}}):
+        bodies: list[dict[str, Any]] = [{"ids": [job]}, {"filter": {}}]
+        for body in bodies:
             response = await api.client.post(path, json=body, headers=other)
             assert response.status_code == 200 and response.json() in ({"retried": 0, "jobIds": []}, {"deleted": 0})
     assert await listed(api) == [job]
