@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from services.api import metrics
@@ -16,6 +16,7 @@ from services.api.http.openapi import problems
 from services.api.http.principal import Reader, require
 from services.api.http.problems import FieldError, ValidationFailed
 from services.api.http.responses import JsonResponse
+from services.api.http.validation import parse_body
 from services.api.jobs.dead_letters import csv_header, csv_rows, delete_dead_letters, retry_dead_letters
 from services.api.jobs.field_types import NAME_PATTERN, DateTime
 from services.api.jobs.schemas import (
@@ -43,6 +44,27 @@ BULK = (
     f"errors. An empty filter `{{}}` selects every failed job of the tenant. One call acts on at most "
     f"{MAX_DLQ_ACTION:,} jobs, the newest failures first; call again while it reports {MAX_DLQ_ACTION:,}."
 )
+
+
+def _inline_body(model: type[DeadLetterSelection]) -> dict[str, Any]:
+    """`openapi_extra` declaring the JSON body with its nested models inlined (the route parses it itself)."""
+    schema = model.model_json_schema(by_alias=True)
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
+
+
+SELECTION_BODY = _inline_body(DeadLetterSelection)
 BAD_INPUT = {422: "Invalid fields (each named in `errors`): ids that are not UUIDs, both or neither of "
                   "`ids` and `filter`, unknown filter fields, dates that are not RFC 3339"}
 
@@ -120,13 +142,12 @@ async def list_dead_letters(
     description="Moves failed jobs back to pending, in one transaction: each keeps its history, its attempt "
                 "numbers continue, and it gets a fresh budget of `maxAttempts` (as `POST /jobs/{id}/retry`). "
                 f"`jobIds` lists those retried, newest failure first. {BULK}",
-    responses=problems(400, 401, 403, 413, 422, 503, meanings=BAD_INPUT),
+    openapi_extra=SELECTION_BODY,
+    responses=problems(400, 401, 403, 413, 415, 422, 503, meanings=BAD_INPUT),
 )
-async def retry_dead_letters_route(
-    body: Annotated[DeadLetterSelection, Body()], deps: Deps, principal: Admin
-) -> Response:
+async def retry_dead_letters_route(request: Request, deps: Deps, principal: Admin) -> Response:
     """Back to pending with a fresh attempt budget; `{retried, jobIds}`."""
-    selection = _selection(body)
+    selection = _selection(await parse_body(request, DeadLetterSelection))
     retried = await retry_dead_letters(
         deps.pool, principal.tenant, selection, MAX_DLQ_ACTION, _flag_clearer(deps),
     )
@@ -152,13 +173,13 @@ def _flag_clearer(deps: ApiDeps) -> Callable[[uuid.UUID, str], Awaitable[None]] 
                 "(`GET /jobs/{id}/events`) stays. A job that other jobs depend on is deleted too; its dependents "
                 "are left as they are (they were cancelled with `dependency_failed` when it failed, and a "
                 f"dependency that no longer exists counts as failed). {BULK}",
-    responses=problems(400, 401, 403, 413, 422, 503, meanings=BAD_INPUT),
+    openapi_extra=SELECTION_BODY,
+    responses=problems(400, 401, 403, 413, 415, 422, 503, meanings=BAD_INPUT),
 )
-async def delete_dead_letters_route(
-    body: Annotated[DeadLetterSelection, Body()], deps: Deps, principal: Admin
-) -> Response:
+async def delete_dead_letters_route(request: Request, deps: Deps, principal: Admin) -> Response:
     """Delete failed jobs; `{deleted}`."""
-    deleted = await delete_dead_letters(deps.pool, principal.tenant, _selection(body), MAX_DLQ_ACTION)
+    selection = _selection(await parse_body(request, DeadLetterSelection))
+    deleted = await delete_dead_letters(deps.pool, principal.tenant, selection, MAX_DLQ_ACTION)
     return JsonResponse({"deleted": deleted})
 
 

@@ -293,3 +293,28 @@ async def test_bad_parameters_are_422(api: Api, path: str, params: dict[str, str
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+@pytest.mark.parametrize(("content", "content_type", "status"), [
+    (b"", "application/json", 400),
+    (b"{nope", "application/json", 400),
+    (b'{"ids": []}', "text/plain", 415),
+])
+async def test_unreadable_bodies(api: Api, content: bytes, content_type: str, status: int) -> None:
+    job = await failed_job(api, minute=1)
+    for path in ("/api/v1/dlq/retry", "/api/v1/dlq/delete"):
+        response = await api.client.post(path, content=content, headers={"content-type": content_type})
+        assert response.status_code == status
+        assert response.headers["content-type"] == "application/problem+json"
+    assert await listed(api) == [job]
+
+
+async def test_the_document_declares_the_body_and_the_csv(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    body = spec["paths"]["/api/v1/dlq/retry"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert [sorted(branch["required"]) for branch in body["oneOf"]] == [["ids"], ["filter"]]
+    assert body["additionalProperties"] is False
+    filter_fields = next(s for s in body["properties"]["filter"]["anyOf"] if s.get("type") == "object")
+    assert set(filter_fields["properties"]) == {"queue", "jobType", "errorType", "failedAfter", "failedBefore"}
+    export = spec["paths"]["/api/v1/dlq/export.csv"]["get"]["responses"]["200"]["content"]
+    assert export == {"text/csv": {"schema": {"type": "string"}}}
