@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -126,7 +127,7 @@ async def list_dead_letters(
 ) -> Response:
     """Filtered keyset pages of failed jobs, newest failure first."""
     if cursor:
-        filters = DeadLetterFilter(**{**filters.__dict__, "after": decode_failure_cursor(cursor)})
+        filters = replace(filters, after=decode_failure_cursor(cursor))
     async with connection(deps.pool) as conn:
         rows = await dlq.list_failed(conn, principal.tenant, filters, limit + 1)
         page = rows[:limit]
@@ -217,7 +218,7 @@ async def _csv_stream(
         if len(batch) < EXPORT_BATCH:
             return
         last = batch[-1]
-        after = DeadLetterFilter(**{**filters.__dict__, "after": (last["failed_at"], last["id"])})
+        after = replace(filters, after=(last["failed_at"], last["id"]))
         # A connection per batch: a slow reader holds no pool connection between batches.
         async with connection(deps.pool) as conn:
             batch = await dlq.export_rows(conn, tenant, after, EXPORT_BATCH)
