@@ -318,3 +318,22 @@ async def test_the_document_declares_the_body_and_the_csv(api: Api) -> None:
     assert set(filter_fields["properties"]) == {"queue", "jobType", "errorType", "failedAfter", "failedBefore"}
     export = spec["paths"]["/api/v1/dlq/export.csv"]["get"]["responses"]["200"]["content"]
     assert export == {"text/csv": {"schema": {"type": "string"}}}
+
+
+async def test_one_call_acts_on_at_most_10000_jobs(api: Api) -> None:
+    # 10,003 failed jobs, made in SQL; the oldest three failed first.
+    await api.pool.execute(
+        "INSERT INTO jobs (id, queue, job_type, status, priority, payload, max_attempts, retry, attempts,"
+        " completed_at) SELECT gen_random_uuid(), 'q', 'noop', 'failed', 5, jsonb_build_object('i', i), 1, '{}', 1,"
+        " $1::timestamptz + make_interval(secs => i) FROM generate_series(1, 10003) AS i", T0,
+    )
+    retried = (await api.client.post("/api/v1/dlq/retry", json={"filter": {}})).json()
+    assert retried["retried"] == 10_000 and len(set(retried["jobIds"])) == 10_000
+    assert await api.count("outbox") == 10_000
+    left = await api.pool.fetch("SELECT payload FROM jobs WHERE status = 'failed'")
+    assert sorted(r["payload"]["i"] for r in left) == [1, 2, 3]  # newest failures first
+    assert (await api.client.post("/api/v1/dlq/retry", json={"filter": {}})).json()["retried"] == 3
+    await api.pool.execute("UPDATE jobs SET status = 'failed'")
+    assert (await api.client.post("/api/v1/dlq/delete", json={"filter": {}})).json() == {"deleted": 10_000}
+    assert (await api.client.post("/api/v1/dlq/delete", json={"filter": {}})).json() == {"deleted": 3}
+    assert await api.count("jobs") == 0
