@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, ValidationInfo, field_validator
 
@@ -200,3 +200,52 @@ class BatchView(CamelModel):
 
     batch_id: uuid.UUID
     counts: BatchCounts
+
+
+# ---- the dead-letter queue ----
+
+MAX_DLQ_ACTION = 10_000
+
+# Exactly one of `ids` and `filter`, each non-null when given (pydantic's check is in the route, which names
+# the field; this says the same in the document).
+EXACTLY_ONE_SELECTION: dict[str, Any] = {
+    "oneOf": [
+        {"required": ["ids"], "properties": {"ids": {"not": {"type": "null"}}}},
+        {"required": ["filter"], "properties": {"filter": {"not": {"type": "null"}}}},
+    ],
+}
+
+
+class DeadLetterFilterFields(CamelModel):
+    """Which failed jobs: every given field must match; an empty filter matches every failed job of the tenant."""
+
+    queue: Name | None = None
+    job_type: Name | None = None
+    error_type: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")] | None = None
+    failed_after: DateTime | None = Field(default=None, description="RFC 3339; without an offset, UTC")
+    failed_before: DateTime | None = Field(default=None, description="RFC 3339; without an offset, UTC")
+
+
+class DeadLetterSelection(CamelModel):
+    """POST /dlq/retry and /dlq/delete: `{ids: [...]}` or `{filter: {...}}`, exactly one of the two."""
+
+    model_config = ConfigDict(json_schema_extra=EXACTLY_ONE_SELECTION)
+
+    ids: list[uuid.UUID] | None = Field(
+        default=None, max_length=MAX_DLQ_ACTION,
+        description="Job ids; those that are not failed jobs of the caller's tenant are skipped",
+    )
+    filter: DeadLetterFilterFields | None = None
+
+
+class DeadLetterRetried(CamelModel):
+    """POST /dlq/retry: the jobs moved back to pending."""
+
+    retried: int
+    job_ids: list[uuid.UUID]
+
+
+class DeadLetterDeleted(CamelModel):
+    """POST /dlq/delete: how many failed jobs were deleted."""
+
+    deleted: int

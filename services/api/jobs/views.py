@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -80,3 +80,20 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     if when.tzinfo is None:
         raise ValueError("not a cursor this API returned")
     return when, position
+
+
+# The DLQ's keyset position in plain text, `<microseconds since 1970>.<job id as 32 hex digits>`: every string
+# of this pattern is a valid position, so the document's pattern is the whole rule.
+FAILURE_CURSOR_PATTERN = r"^[0-9]{1,16}\.[0-9a-f]{32}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def encode_failure_cursor(failed_at: datetime, job_id: uuid.UUID) -> str:
+    """Keyset position of a DLQ page (Postgres times are whole microseconds, so it is exact)."""
+    return f"{(failed_at - _EPOCH) // timedelta(microseconds=1)}.{job_id.hex}"
+
+
+def decode_failure_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Inverse of encode_failure_cursor, for a string of FAILURE_CURSOR_PATTERN."""
+    micros, job_id = cursor.split(".", 1)
+    return _EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=job_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import asyncpg
 import orjson
@@ -66,6 +66,15 @@ WHERE id = $1
 
 REQUEST_CANCEL = "UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1"
 
+# The columns a manual retry resets; `budget` is the SQL of the job's original maxAttempts (NULL: unknown).
+_RESET = f"""status = '{JobStatus.PENDING}',
+    max_attempts = j.attempts + LEAST(GREATEST(COALESCE({{budget}}, j.max_attempts), 1), 100),
+    state_rank = {RANK[EventType.SUBMITTED]}, error = NULL, result = NULL, progress = NULL, started_at = NULL,
+    completed_at = NULL, scheduled_for = NULL, next_run_at = NULL, cancel_reason = NULL, cancel_requested = false,
+    updated_at = now()"""
+_RETRIED = """old.status AS previous_status, j.id, j.queue, j.job_type, j.priority, j.payload, j.max_attempts,
+          j.retry, j.timeout_ms, j.depends_on, j.tags, j.batch_id, j.callback_url, j.trace_parent"""
+
 # A fresh budget of the job's original maxAttempts (from its first `submitted` event when the audit log
 # has it, else the current value) on top of the attempts already made, so attempt numbers keep rising.
 RETRY_JOB = f"""
@@ -79,15 +88,31 @@ WITH old AS (
     ORDER BY e.occurred_at LIMIT 1
 )
 UPDATE jobs j SET
-    status = '{JobStatus.PENDING}',
-    max_attempts = j.attempts + LEAST(GREATEST(COALESCE((SELECT max_attempts FROM budget), j.max_attempts), 1), 100),
-    state_rank = {RANK[EventType.SUBMITTED]}, error = NULL, result = NULL, progress = NULL, started_at = NULL,
-    completed_at = NULL, scheduled_for = NULL, next_run_at = NULL, cancel_reason = NULL, cancel_requested = false,
-    updated_at = now()
+    {_RESET.format(budget="(SELECT max_attempts FROM budget)")}
 FROM old
 WHERE j.id = old.id AND old.status = ANY($3::text[])
-RETURNING old.status AS previous_status, j.id, j.queue, j.job_type, j.priority, j.payload, j.max_attempts,
-          j.retry, j.timeout_ms, j.depends_on, j.tags, j.batch_id, j.callback_url, j.trace_parent
+RETURNING {_RETRIED}
+"""
+
+# The same row change for many failed jobs of a tenant at once (the dead-letter queue's bulk retry).
+# $1 ids, $2 tenant, $3 retryable statuses; ids that are not the tenant's or not retryable are skipped.
+RETRY_JOBS = f"""
+WITH old AS (
+    SELECT id, status, cancel_requested FROM jobs
+    WHERE id = ANY($1::uuid[]) AND tenant = $2 AND status = ANY($3::text[])
+    ORDER BY id FOR UPDATE
+), budget AS (
+    SELECT DISTINCT ON (e.job_id) e.job_id, (e.envelope #>> '{{data,maxAttempts}}')::int AS max_attempts
+    FROM job_events e
+    WHERE e.job_id IN (SELECT id FROM old) AND e.type = '{EventType.SUBMITTED}'
+      AND jsonb_typeof(e.envelope #> '{{data,maxAttempts}}') = 'number'
+    ORDER BY e.job_id, e.occurred_at
+)
+UPDATE jobs j SET
+    {_RESET.format(budget="b.max_attempts")}
+FROM old LEFT JOIN budget b ON b.job_id = old.id
+WHERE j.id = old.id
+RETURNING {_RETRIED}, old.cancel_requested AS cancel_was_requested
 """
 
 
@@ -153,3 +178,13 @@ async def reset_for_retry(conn: asyncpg.Connection, tenant: str, job_id: uuid.UU
     """Move a failed or cancelled job back to pending; None if it is not the tenant's or not retryable."""
     row: asyncpg.Record | None = await conn.fetchrow(RETRY_JOB, job_id, tenant, _RETRYABLE)
     return row
+
+
+async def reset_many_for_retry(
+    conn: asyncpg.Connection, tenant: str, job_ids: Sequence[uuid.UUID], statuses: Collection[JobStatus] = RETRYABLE,
+) -> list[asyncpg.Record]:
+    """RETRY_JOB for many jobs at once (rows also carry `cancel_was_requested`); others are skipped."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        RETRY_JOBS, list(job_ids), tenant, sorted(s.value for s in statuses)
+    )
+    return rows
