@@ -136,6 +136,23 @@ async def test_dependents_cancelled_by_a_failure_complete_the_batch(harness: Har
     assert await completed_at(harness, batch_id) is not None
 
 
+async def test_a_job_cancelled_by_the_api_can_end_a_batch(harness: Harness, batch_tap: BatchTap) -> None:
+    await harness.start()
+    a, b = await harness.insert(), await harness.insert()
+    batch_id = await make_batch(harness, a, b)
+    await harness.submit(a, b)
+    await harness.wait_status(b, "queued")
+    await harness.publish(worker_event(EventType.COMPLETED, a, 1, result=None, startedAt=NOW, endedAt=NOW))
+    await harness.wait_status(a, "completed")
+    # The API cancels a waiting job in its own transaction, then announces it; the scheduler ends the batch.
+    await harness.pool.execute("UPDATE jobs SET status = 'cancelled', state_rank = 5 WHERE id = $1", b)
+    await harness.publish(worker_event(EventType.CANCELLED, b, 1, reason="cancelled_by_user", by="api"))
+    [event] = await batch_tap.wait(batch_id)
+    assert event["data"]["counts"] == {
+        "total": 2, "pending": 0, "running": 0, "completed": 1, "failed": 0, "cancelled": 1,
+    }
+
+
 async def test_a_batch_with_a_job_still_waiting_stays_open(harness: Harness) -> None:
     a = await harness.insert(status="completed")
     b = await harness.insert(status="queued")
