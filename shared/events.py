@@ -41,6 +41,10 @@ TOPIC_OF: dict[EventType, str] = {
 TYPE_OF_TOPIC: dict[str, EventType] = {topic: kind for kind, topic in TOPIC_OF.items()}
 JOB_TOPICS: tuple[str, ...] = tuple(TOPIC_OF.values())
 ALERTS_TOPIC = "alerts"
+# Batch events (DESIGN §5 Batches, §6): keyed by batch id; their envelope's jobId, queue, jobType and
+# attempt are null, so they are not an EventType (Envelope describes one job's events).
+BATCHES_TOPIC = "jobs.batches"
+BATCH_COMPLETED = "batch_completed"
 ALL_TOPICS: tuple[str, ...] = (*JOB_TOPICS, ALERTS_TOPIC)
 
 # Within one attempt, later kinds supersede earlier ones; used to ignore stale events.

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import ConsumerRecord
 
-from services.scheduler import dependencies, dispatch, metrics, projection, retries
+from services.scheduler import batches, dependencies, dispatch, metrics, projection, retries
 from services.scheduler.store import jobs as store
 from services.scheduler.txn import Committer, Effects
 from shared.dispatch.protocol import Forget, now_ms
@@ -91,7 +91,7 @@ class EventHandler:
 
     async def _handle(self, envelopes: Sequence[Envelope]) -> None:
         """Dispatch `submitted`, project the rest (pushing next attempts of retries), forget what a cancel
-        left waiting, then release or cancel dependents of finished jobs."""
+        left waiting, release or cancel dependents of finished jobs, then complete their batches."""
         submitted = sorted({e.job_id for e in envelopes if e.type is EventType.SUBMITTED})
         projected = [e for e in envelopes if e.type in projection.PROJECTED]
         # Every finishing event is a hint, applied or not: the API may have finished the row itself.
@@ -113,7 +113,11 @@ class EventHandler:
             if cancelled:
                 await forget_cancelled(conn, cancelled, fx)
             if finished:
-                await dependencies.settle(conn, finished, fx, now_ms=at)
+                settled = await dependencies.settle(conn, finished, fx, now_ms=at)
+                # Last: batch rows are locked after every job row of the transaction (no lock cycle).
+                completed = await batches.complete(conn, finished | set(settled[dispatch.Outcome.CANCELLED]), fx)
+                if completed:
+                    metrics.BATCHES_COMPLETED.inc(completed)
 
 
 async def forget_cancelled(conn: asyncpg.Connection, job_ids: Sequence[uuid.UUID], fx: Effects) -> None:

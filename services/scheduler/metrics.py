@@ -28,3 +28,7 @@ CONSUMER_LAG = Gauge(
     "conveyor_scheduler_consumer_lag_seconds",
     "Age of the oldest event in the last consumed batch when it was handled",
 )
+BATCHES_COMPLETED = Counter(
+    "conveyor_scheduler_batches_completed_total",
+    "Batches whose last job ended (one batch_completed event each)",
+)

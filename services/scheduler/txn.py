@@ -10,10 +10,12 @@ import asyncpg
 
 from services.scheduler import metrics
 from services.scheduler.redis_steps import RedisSteps
+from services.scheduler.store import batches as batch_store
 from shared import events, outbox
 from shared.dispatch.protocol import Forget, Lease
+from shared.kafka.producer import OutgoingMessage
 from shared.models import JobSpec
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, Outgoing
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Effects:
     dispatches: list[tuple[JobSpec, int]] = field(default_factory=list)  # pushes of rows that were pending
     forget: list[Forget] = field(default_factory=list)  # waiting copies Postgres no longer expects
     releases: list[Lease] = field(default_factory=list)  # dead leases whose attempts are recorded
+    messages: list[OutgoingMessage] = field(default_factory=list)  # outbox messages that are not job events
 
 
 class Committer:
@@ -49,7 +52,9 @@ class Committer:
         async with self.pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
             yield conn, fx
             outgoing = await outbox.enqueue(conn, fx.events)
-        if fx.events:
+            if fx.messages:
+                outgoing = await _enqueue_messages(conn, outgoing, fx.messages)
+        if outgoing:
             self.relay.hand_off(outgoing)
             dispatched = sum(1 for e in fx.events if e.type is events.EventType.DISPATCHED)
             if dispatched:
@@ -57,3 +62,10 @@ class Committer:
         await self.redis.release(fx.releases)
         await self.redis.forget(fx.forget)
         await self.redis.push(fx.pushes + fx.dispatches, fresh={spec.job_id for spec, _ in fx.dispatches})
+
+
+async def _enqueue_messages(conn: asyncpg.Connection, outgoing: Outgoing, messages: list[OutgoingMessage]) -> Outgoing:
+    # Messages that are not job envelopes (batch events) join the same outbox rows and hand-off.
+    rows = [(m.topic, m.key.decode(), m.value, {k: v.decode() for k, v in m.headers}) for m in messages]
+    ids = await batch_store.insert_outbox(conn, rows)
+    return Outgoing([*outgoing.ids, *ids], [*outgoing.messages, *messages])

@@ -14,7 +14,7 @@ from services.api.http.openapi import install_openapi
 from services.api.http.principal import PrincipalResolver
 from services.api.http.submit_lane import SubmitLane
 from services.api.jobs.schemas import BatchSubmission, JobSubmission
-from services.api.routes import batches, dlq, health, jobs
+from services.api.routes import batches, dlq, health, jobs, workers
 from shared.telemetry import fastapi_telemetry
 
 DESCRIPTION = "Submit, inspect, cancel and retry jobs. Errors are RFC 9457 problem details."
@@ -28,7 +28,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     )
     app.state.deps = deps
     app.state.principals = PrincipalResolver(deps.pool, auth_required=deps.settings.auth_required)
-    routers = (jobs.router, batches.router, dlq.router)  # one module per resource (a new one goes here)
+    routers = (jobs.router, batches.router, dlq.router, workers.router)  # one module per resource (a new one goes here)
     for router in routers:
         app.include_router(router)
     health.install_health(app, deps.pool)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, ValidationInfo, field_validator
 
@@ -196,10 +196,12 @@ class BatchCounts(CamelModel):
 
 
 class BatchView(CamelModel):
-    """GET /job-batches/{id}."""
+    """GET /job-batches/{id}: `completed` (with `completedAt`) once every job of the batch is terminal."""
 
     batch_id: uuid.UUID
     counts: BatchCounts
+    status: Literal["running", "completed"]
+    completed_at: datetime | None
 
 
 # ---- the dead-letter queue ----

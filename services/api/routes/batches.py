@@ -54,17 +54,22 @@ async def submit_batch(request: Request, deps: Deps, principal: Submitter) -> Re
 
 
 @router.get(
-    "/job-batches/{batch_id}", response_model=BatchView, operation_id="getBatch", summary="A batch's counts",
+    "/job-batches/{batch_id}", response_model=BatchView, operation_id="getBatch",
+    summary="A batch's counts and status",
     responses=problems(401, 403, 404, 503, meanings={404: "No batch with this id for the caller's tenant"}),
 )
 async def get_batch(batch_id: str, deps: Deps, principal: Reader) -> Response:
-    """Counts by state; `pending` includes every waiting state (blocked, scheduled, queued, retrying)."""
+    """Counts by state (`pending` includes every waiting state: blocked, scheduled, queued, retrying); `status`
+    turns `completed`, with `completedAt`, once the scheduler has seen every job of the batch end."""
     try:
         bid = uuid.UUID(batch_id)
     except ValueError:
         raise NotFound(f"no batch {batch_id}") from None
     async with connection(deps.pool) as conn:
-        counts = await batches.batch_counts(conn, principal.tenant, bid)
-    if counts is None:
+        state = await batches.batch_state(conn, principal.tenant, bid)
+    if state is None:
         raise NotFound(f"no batch {batch_id}")
-    return JsonResponse({"batchId": bid, "counts": counts})
+    return JsonResponse({
+        "batchId": bid, "counts": state.counts,
+        "status": "running" if state.completed_at is None else "completed", "completedAt": state.completed_at,
+    })

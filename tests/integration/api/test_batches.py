@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -65,7 +66,23 @@ async def test_batch_counts(api: Api) -> None:
     assert response.status_code == 200
     assert response.json() == {"batchId": batch_id, "counts": {
         "total": 6, "pending": 2, "running": 1, "completed": 1, "failed": 1, "cancelled": 1,
-    }}
+    }, "status": "running", "completedAt": None}
+
+
+async def test_batch_is_completed_once_the_scheduler_marked_it(api: Api) -> None:
+    created = (await post_batch(api, [JOB] * 2)).json()
+    batch_id = uuid.UUID(created["batchId"])
+    # Every job terminal is not enough: `completed` is what the scheduler decided (and announced).
+    await api.pool.execute("UPDATE jobs SET status = 'completed' WHERE batch_id = $1", batch_id)
+    body = (await api.client.get(f"/api/v1/job-batches/{batch_id}")).json()
+    assert (body["status"], body["completedAt"]) == ("running", None)
+
+    done_at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    await api.pool.execute("UPDATE job_batches SET completed_at = $2 WHERE id = $1", batch_id, done_at)
+    body = (await api.client.get(f"/api/v1/job-batches/{batch_id}")).json()
+    assert body["status"] == "completed"
+    assert datetime.fromisoformat(body["completedAt"]) == done_at
+    assert body["counts"] == {"total": 2, "pending": 0, "running": 0, "completed": 2, "failed": 0, "cancelled": 0}
 
 
 async def test_unknown_batch_is_404(api: Api) -> None:
