@@ -46,6 +46,9 @@ ALERTS_TOPIC = "alerts"
 BATCHES_TOPIC = "jobs.batches"
 BATCH_COMPLETED = "batch_completed"
 ALL_TOPICS: tuple[str, ...] = (*JOB_TOPICS, ALERTS_TOPIC)
+# Every topic a cluster creates up front (real Kafka in compose has auto-creation off). The notifier still
+# reads ALL_TOPICS: fanning `batch_completed` out to clients is later work (issue 10).
+CLUSTER_TOPICS: tuple[str, ...] = (*ALL_TOPICS, BATCHES_TOPIC)
 
 # Within one attempt, later kinds supersede earlier ones; used to ignore stale events.
 RANK: dict[EventType, int] = {

@@ -15,14 +15,14 @@ from deploy.local.servers.process import (
     _Child,
     _ChildServer,
 )
-from shared.events import ALL_TOPICS, topic_name
+from shared.events import CLUSTER_TOPICS, topic_name
 
 _TOPIC_BATCH = 16
 
 
 def default_topics(prefix: str = "") -> list[str]:
     """The physical names of every Kafka topic of the system, for one topic prefix."""
-    return [topic_name(prefix, name) for name in ALL_TOPICS]
+    return [topic_name(prefix, name) for name in CLUSTER_TOPICS]
 
 
 class KafkaBroker(_ChildServer):

@@ -86,7 +86,7 @@ async def accept_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> tupl
             used = await job_reads.find_by_idempotency_keys(conn, tenant, list(keyed))
             if used:
                 raise _keys_used(keyed, set(used))
-        await batches.insert_batch(conn, tenant, batch_id, len(jobs))
+        await batches.insert_batch(conn, tenant, batch_id, len(jobs), plan.callback_url)
         trace = job_traceparent()  # one trace for the whole batch
         inserted = await job_writes.insert_jobs(conn, tenant, batch_id, jobs, trace)
         if len(inserted) != len(jobs):  # a concurrent request took a key after our check

@@ -18,6 +18,7 @@ class BatchPlan:
 
     jobs: list[NewJob]
     external: dict[uuid.UUID, list[int]]
+    callback_url: str | None = None
 
 
 def _cyclic(edges: dict[int, set[int]], count: int) -> list[int]:
@@ -94,4 +95,4 @@ def plan_batch(batch: BatchSubmission, *, now: datetime, max_payload_bytes: int)
         raise PayloadTooLarge("a job payload is over the size limit", errors=too_large + errors)
     if errors:
         raise ValidationFailed("the batch has invalid jobs; nothing was stored", errors=errors)
-    return BatchPlan(jobs, dict(external))
+    return BatchPlan(jobs, dict(external), batch.callback_url)

@@ -94,6 +94,9 @@ class BatchSubmission(CamelModel):
     """POST /api/v1/job-batches."""
 
     jobs: list[BatchJob] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
+    callback_url: CallbackUrl | None = Field(
+        default=None, description="Called with the batch_completed event once every job of the batch is terminal"
+    )
 
 
 # ---- responses (documentation only: handlers render plain dicts with orjson) ----

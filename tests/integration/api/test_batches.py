@@ -146,3 +146,22 @@ async def test_largest_batch_is_one_transaction(api: Api) -> None:
     assert await api.count("jobs") == 5000
     assert await api.count("outbox") == 5000
     assert await api.count("job_batches") == 1
+
+
+async def test_batch_callback_url_is_stored_and_checked(api: Api) -> None:
+    response = await api.client.post(
+        "/api/v1/job-batches", json={"jobs": [JOB], "callbackUrl": "https://hooks.example.com/batch"}
+    )
+    assert response.status_code == 201, response.text
+    stored = await api.pool.fetchval(
+        "SELECT callback_url FROM job_batches WHERE id = $1", uuid.UUID(response.json()["batchId"])
+    )
+    assert stored == "https://hooks.example.com/batch"
+
+
+async def test_a_bad_batch_callback_url_is_named_and_nothing_is_stored(nothing_stored: Api) -> None:
+    response = await nothing_stored.client.post(
+        "/api/v1/job-batches", json={"jobs": [JOB], "callbackUrl": "ftp://example.com/x"}
+    )
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["callbackUrl"]
