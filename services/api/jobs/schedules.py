@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, Field, StrictBool, ValidationError, WithJsonSchema
-from pydantic.json_schema import SkipJsonSchema
 
 from services.api.http.problems import ValidationFailed
 from services.api.http.validation import field_errors
@@ -69,21 +68,25 @@ class ScheduleCreate(JobTemplate):
 
 
 class SchedulePatch(CamelModel):
-    """PATCH /api/v1/scheduled-jobs/{id}: any subset of ScheduleCreate's fields; the rest keep their value."""
+    """PATCH /api/v1/scheduled-jobs/{id}: any subset of ScheduleCreate's fields; the rest keep their value.
 
-    name: Label | SkipJsonSchema[None] = None
-    cron: CronExpr | SkipJsonSchema[None] = None
-    timezone: ZoneName | SkipJsonSchema[None] = None
-    enabled: StrictBool | SkipJsonSchema[None] = None
-    misfire_policy: MisfirePolicy | SkipJsonSchema[None] = None
-    queue: Name | SkipJsonSchema[None] = None
-    job_type: Name | SkipJsonSchema[None] = None
-    payload: Payload | SkipJsonSchema[None] = None
-    priority: Priority | SkipJsonSchema[None] = None
-    max_attempts: MaxAttempts | SkipJsonSchema[None] = None
-    retry: RetrySubmission | SkipJsonSchema[None] = None
+    A field given is validated as in ScheduleCreate (`null` only where that allows it): the defaults of
+    None only mark a field as left out (pydantic does not validate defaults).
+    """
+
+    name: Label = Field(default=None)
+    cron: CronExpr = Field(default=None)
+    timezone: ZoneName = Field(default=None)
+    enabled: StrictBool = Field(default=None)
+    misfire_policy: MisfirePolicy = Field(default=None)
+    queue: Name = Field(default=None)
+    job_type: Name = Field(default=None)
+    payload: Payload = Field(default=None)
+    priority: Priority = Field(default=None)
+    max_attempts: MaxAttempts = Field(default=None)
+    retry: RetrySubmission = Field(default=None)
     timeout_ms: TimeoutMs | None = None
-    tags: list[Tag] | SkipJsonSchema[None] = Field(default=None, max_length=MAX_TAGS)
+    tags: list[Tag] = Field(default=None, max_length=MAX_TAGS)
     callback_url: CallbackUrl | None = None
 
 

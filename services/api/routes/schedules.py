@@ -12,7 +12,7 @@ from starlette.responses import Response
 from services.api.http.deps import Deps
 from services.api.http.openapi import json_body, problems
 from services.api.http.principal import require
-from services.api.http.problems import NotFound
+from services.api.http.problems import FieldError, NotFound
 from services.api.http.responses import JsonResponse
 from services.api.http.validation import parse_body
 from services.api.jobs.accept import accept_job
@@ -46,7 +46,7 @@ def parse_schedule_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        raise NotFound(f"no schedule {raw}") from None
+        raise NotFound(f"no schedule {raw}", errors=[FieldError("id", "not a UUID")]) from None
 
 
 def _values(schedule: ScheduleCreate) -> dict[str, Any]:
