@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -44,7 +45,7 @@ def test_fire_times_match_the_cron_and_strictly_increase(cron: str, tz_name: str
     times = fire_times(check_cron(cron), zone(tz_name), start, 5)
     assert len(times) == 5
     assert times[0] > start
-    assert all(a < b for a, b in zip(times, times[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(times))
     for when in times:
         assert when.tzinfo is UTC and when.second == 0 and when.microsecond == 0
         local = when.astimezone(zone(tz_name)).replace(tzinfo=None)

@@ -42,12 +42,14 @@ async def test_create_applies_defaults_and_previews_five_fire_times(api: Api) ->
     body = await create(api, payload={"a": 1}, priority="high", tags=["t"])
     assert set(body) == {"id", "name", "cron", "timezone", "enabled", "misfirePolicy", "nextFireTimes",
                          "lastFiredAt", "job"}
-    assert (body["timezone"], body["enabled"], body["misfirePolicy"], body["lastFiredAt"]) == ("UTC", True, "skip", None)
+    defaults = (body["timezone"], body["enabled"], body["misfirePolicy"], body["lastFiredAt"])
+    assert defaults == ("UTC", True, "skip", None)
     times = [datetime.fromisoformat(t) for t in body["nextFireTimes"]]
     assert len(times) == 5 and times == sorted(times) and len(set(times)) == 5
     assert all((t.hour, t.minute, t.second) == (2, 30, 0) and t.utcoffset() is not None for t in times)
     job = body["job"]
-    assert (job["queue"], job["jobType"], job["payload"], job["priority"], job["tags"]) == ("q", "noop", {"a": 1}, 8, ["t"])
+    template = (job["queue"], job["jobType"], job["payload"], job["priority"], job["tags"])
+    assert template == ("q", "noop", {"a": 1}, 8, ["t"])
     assert job["maxAttempts"] == 3 and job["retry"]["strategy"] == "exponential"
     assert (await api.client.get(f"{BASE}/{body['id']}")).json() == body
     assert (await api.client.get(BASE)).json() == {"items": [body]}
