@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, Field, StrictBool, ValidationError, WithJsonSchema
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, ValidationError, WithJsonSchema
 
 from services.api.http.problems import ValidationFailed
 from services.api.http.validation import field_errors
@@ -18,6 +18,7 @@ from shared.cron import PREVIEW_COUNT, check_cron, fire_times, zone
 from shared.models import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, CamelModel
 
 MisfirePolicy = Literal["skip", "run_once"]
+NULLABLE = {"timeoutMs", "callbackUrl"}  # the template fields that take null
 
 # The document is as strict as the check (test_openapi_contract): each field's numbers in range, steps
 # above 0; croniter then refuses what a pattern cannot see (a reversed range, a day no month has).
@@ -67,26 +68,43 @@ class ScheduleCreate(JobTemplate):
     misfire_policy: MisfirePolicy = "skip"
 
 
+def _null_only_where_allowed(schema: dict[str, Any]) -> None:
+    # The `X | None` of SchedulePatch's fields means "left out"; only timeoutMs and callbackUrl take null.
+    for name, prop in schema.get("properties", {}).items():
+        options = prop.get("anyOf", [])
+        if name in NULLABLE or {"type": "null"} not in options:
+            continue
+        kept = [o for o in options if o != {"type": "null"}]
+        del prop["anyOf"]
+        if len(kept) == 1:
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+        prop.pop("default", None)  # left out means unchanged, not a default
+
+
 class SchedulePatch(CamelModel):
     """PATCH /api/v1/scheduled-jobs/{id}: any subset of ScheduleCreate's fields; the rest keep their value.
 
-    A field given is validated as in ScheduleCreate (`null` only where that allows it): the defaults of
-    None only mark a field as left out (pydantic does not validate defaults).
+    A field given is validated as in ScheduleCreate once merged, so `null` only passes where that allows
+    it; None marks a field as left out, and the document says so (no `null` for the others).
     """
 
-    name: Label = Field(default=None)
-    cron: CronExpr = Field(default=None)
-    timezone: ZoneName = Field(default=None)
-    enabled: StrictBool = Field(default=None)
-    misfire_policy: MisfirePolicy = Field(default=None)
-    queue: Name = Field(default=None)
-    job_type: Name = Field(default=None)
-    payload: Payload = Field(default=None)
-    priority: Priority = Field(default=None)
-    max_attempts: MaxAttempts = Field(default=None)
-    retry: RetrySubmission = Field(default=None)
+    model_config = ConfigDict(json_schema_extra=_null_only_where_allowed)
+
+    name: Label | None = None
+    cron: CronExpr | None = None
+    timezone: ZoneName | None = None
+    enabled: StrictBool | None = None
+    misfire_policy: MisfirePolicy | None = None
+    queue: Name | None = None
+    job_type: Name | None = None
+    payload: Payload | None = None
+    priority: Priority | None = None
+    max_attempts: MaxAttempts | None = None
+    retry: RetrySubmission | None = None
     timeout_ms: TimeoutMs | None = None
-    tags: list[Tag] = Field(default=None, max_length=MAX_TAGS)
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     callback_url: CallbackUrl | None = None
 
 
