@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from services.scheduler.store import schedules as store
 from services.scheduler.txn import Committer
-from shared.cron import iter_fire_times, next_fire, previous_fire, zone
+from shared.cron import CronError, iter_fire_times, next_fire, previous_fire, zone
 from shared.events import Envelope, EventType
 from shared.telemetry import job_traceparent
 
@@ -142,8 +142,13 @@ class CronFirer:
         async with self._committer.transaction("cron") as (conn, fx):
             rows = await store.lock_due(conn, FIRE_LIMIT)
             for row in rows:
-                fires = plan_fires(row["cron"], row["timezone"], row["misfire_policy"], row["next_fire_at"],
-                                   row["db_now"], self._grace)
+                try:
+                    fires = plan_fires(row["cron"], row["timezone"], row["misfire_policy"], row["next_fire_at"],
+                                       row["db_now"], self._grace)
+                except CronError as exc:  # e.g. a zone a tzdata update removed: stop it, keep the others going
+                    log.error("schedule %s cannot fire any more: %s", row["id"], exc)
+                    await store.advance(conn, row["id"], None, fired_at=None, skipped=0, last_skipped=None)
+                    continue
                 for fire_at in fires.fire_at:
                     job_id, trace = uuid.uuid4(), job_traceparent()
                     key = idempotency_key(row["id"], fire_at)

@@ -148,6 +148,18 @@ async def test_a_disabled_schedule_does_not_fire(harness: Harness) -> None:
     assert await fired_jobs(harness.pool, disabled) == []
 
 
+async def test_a_schedule_that_cannot_fire_stops_alone(harness: Harness) -> None:
+    # A zone that a tzdata update removed (the api admits only known ones): that schedule stops, the rest go on.
+    await harness.start()
+    broken, _ = await insert_schedule(harness.pool)
+    await harness.pool.execute("UPDATE schedules SET timezone = 'Gone/Away' WHERE id = $1", broken)
+    working, _ = await insert_schedule(harness.pool)
+    await moved_on(harness.pool, working)
+    assert len(await fired_jobs(harness.pool, working)) == 1
+    row = await poll_until(lambda: schedule_row(harness.pool, broken), lambda r: r["next_fire_at"] is None)
+    assert row["last_fired_at"] is None and await fired_jobs(harness.pool, broken) == []
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_every_minute_for_three_minutes_with_a_failover(harness: Harness) -> None:
