@@ -113,6 +113,12 @@ class SchedulerSettings(CommonSettings):
     reconcile_interval_s: float = 15.0
     # A row must be this old before reconciliation treats its absence from Redis as a loss.
     reconcile_grace_s: float = 10.0
+    # Cron: the leader polls due schedules this often (fire lag p99 < 1 s), holding its Redis lease for
+    # cron_lease_ms (renewed every poll; a failover waits at most this long). A fire later than
+    # cron_misfire_grace_s is a misfire (downtime), handled by the schedule's misfire policy.
+    cron_poll_interval_s: float = 0.25
+    cron_lease_ms: int = 3000
+    cron_misfire_grace_s: float = 30.0
 
 
 class WorkerSettings(CommonSettings):

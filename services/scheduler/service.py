@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from services.scheduler import store
 from services.scheduler.consumer import GROUP, PROJECTED_TOPICS, TOPICS, ConsumerLag, EventHandler
+from services.scheduler.cron import CronFirer, CronLease
 from services.scheduler.leases import LeaseRequeuer
 from services.scheduler.loops import TRANSIENT, run_every
 from services.scheduler.promoter import PROMOTE_LIMIT, Promoter
@@ -104,6 +105,9 @@ class SchedulerService(BaseService):
             await requeuer.tick()
             return False
 
+        cron = CronFirer(committer, CronLease(redis, s.redis_key_prefix, s.cron_lease_ms),
+                         misfire_grace_s=s.cron_misfire_grace_s)
+        self.on_close("release the cron lease", cron.release)
         self.spawn("outbox-relay", relay.run())
         self.spawn("consumer", consumer.run(), drain=consumer.stop)
         self.spawn("promoter", run_every("promoter", s.promote_interval_s, self.stopping, promote), drain=True)
@@ -114,6 +118,7 @@ class SchedulerService(BaseService):
             "reconciler", run_every("reconciler", s.reconcile_interval_s, self.stopping, self.reconciler.tick),
             drain=True,
         )
+        self.spawn("cron", run_every("cron", s.cron_poll_interval_s, self.stopping, cron.tick), drain=True)
         await self.serve_http(health_app(self.ready), s.scheduler_port)
 
     async def _started_producer(self) -> EventProducer:

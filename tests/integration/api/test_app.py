@@ -70,6 +70,12 @@ DOCUMENTED = {
     ("post", "/api/v1/dlq/delete"): {"200", "400", "401", "403", "413", "415", "422", "503"},
     ("get", "/api/v1/dlq/export.csv"): {"200", "401", "403", "422", "503"},
     ("get", "/api/v1/workers"): {"200", "401", "403", "503"},
+    ("post", "/api/v1/scheduled-jobs"): {"201", "400", "401", "403", "413", "415", "422", "503"},
+    ("get", "/api/v1/scheduled-jobs"): {"200", "401", "403", "503"},
+    ("get", "/api/v1/scheduled-jobs/{schedule_id}"): {"200", "401", "403", "404", "503"},
+    ("patch", "/api/v1/scheduled-jobs/{schedule_id}"): {"200", "400", "401", "403", "404", "413", "415", "422", "503"},
+    ("delete", "/api/v1/scheduled-jobs/{schedule_id}"): {"204", "401", "403", "404", "503"},
+    ("post", "/api/v1/scheduled-jobs/{schedule_id}/trigger"): {"202", "401", "403", "404", "503"},
 }
 
 
