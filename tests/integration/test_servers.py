@@ -376,7 +376,8 @@ def test_the_runner_starts_restarts_and_stops_everything(tmp_path: Path) -> None
         assert proc.wait(timeout=60) == 0
         log = (tmp_path / "runner.log").read_text()
         assert "service worker exited with rc -9; restarting in" in log
-        assert "kafka broker exited with rc -9; restarting it and re-creating 9 topics" in log
+        # DESIGN §6: eight job topics, jobs.batches and alerts.
+        assert "kafka broker exited with rc -9; restarting it and re-creating 10 topics" in log
         assert [pid for pid in everything if alive(pid)] == []
         assert not pg.is_running()
         assert not (home / "env").exists()
