@@ -8,7 +8,9 @@ from collections import deque
 from services.notifier import metrics
 from shared.errors import ConveyorError
 
-CLOSE_TOO_SLOW = 1013  # "try again later": the client could not keep up
+# DESIGN §7: an application close code (4000-4999), and a reason that says why.
+CLOSE_TOO_SLOW = 4008
+TOO_SLOW_REASON = "too slow: fell too far behind the event stream; reconnect with since"
 CLOSE_RESTARTING = 1012  # the service is restarting
 
 
@@ -32,7 +34,7 @@ class _Slot:
 class ClientBuffer:
     """At most `limit` queued messages; a message with a coalesce key replaces its queued predecessor.
 
-    Overflow closes the buffer (code 1013): the client is hopelessly behind and is disconnected
+    Overflow closes the buffer (code 4008): the client is hopelessly behind and is disconnected
     rather than slowing the fan-out or growing without bound.
     """
 
@@ -64,7 +66,7 @@ class ClientBuffer:
                 metrics.PROGRESS_COALESCED.inc()
                 return True
         if len(self._items) >= self.limit:
-            self.close(CLOSE_TOO_SLOW, "too slow")
+            self.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
             return False
         slot = _Slot(text, coalesce_key)
         self._items.append(slot)

@@ -118,7 +118,7 @@ class Hub:
     def deliver(self, delivery: Delivery) -> bool:
         """Queue a message for every matching client without waiting on any socket.
 
-        A client whose buffer overflows is dropped here (its connection closes with 1013).
+        A client whose buffer overflows is dropped here (its connection closes with 4008).
         Returns True when some recipient's buffer is at least half full, so the caller can
         yield to the senders before the next message.
         """

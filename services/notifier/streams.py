@@ -79,7 +79,7 @@ class WebSocketSession:
             if raw is None:
                 raw = message.get("bytes")
             if not self._sub.buffer.put(encode(self._handle(raw))):
-                return False  # the replies overflowed the buffer: the session ends (1013)
+                return False  # the replies overflowed the buffer: the session ends (4008)
 
     def _handle(self, raw: str | bytes | None) -> dict[str, object]:
         try:

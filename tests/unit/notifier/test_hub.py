@@ -84,7 +84,7 @@ def test_overflow_drops_only_the_slow_client() -> None:
         pressured.append(hub.deliver(event(J1, "q")))
         fast.buffer.take(10)  # the fast client keeps up
     assert pressured[1] is True  # half of 4 reached: the caller should yield
-    assert slow.buffer.close_code == 1013 and len(hub) == 1
+    assert slow.buffer.close_code == 4008 and len(hub) == 1
     hub.deliver(event(J1, "q"))
     assert len(drain(fast)) == 1
 
