@@ -49,6 +49,17 @@ def parse_schedule_id(raw: str) -> uuid.UUID:
         raise NotFound(f"no schedule {raw}", errors=[FieldError("id", "not a UUID")]) from None
 
 
+async def _load(deps: Deps, tenant: str, schedule_id: str) -> tuple[Any, datetime]:
+    """The tenant's schedule (404 when it has none by that id) and Postgres's `now()`."""
+    sid = parse_schedule_id(schedule_id)
+    async with connection(deps.pool) as conn:
+        now = await store.db_now(conn)
+        row = await store.get(conn, tenant, sid)
+    if row is None:
+        raise NotFound(f"no schedule {schedule_id}")
+    return row, now
+
+
 def _values(schedule: ScheduleCreate) -> dict[str, Any]:
     return {
         "name": schedule.name, "cron": schedule.cron, "timezone": schedule.timezone, "enabled": schedule.enabled,
@@ -96,12 +107,7 @@ async def list_schedules(deps: Deps, principal: Admin) -> Response:
 )
 async def get_schedule(schedule_id: str, deps: Deps, principal: Admin) -> Response:
     """The schedule with its next fire times (shown for a disabled one too)."""
-    sid = parse_schedule_id(schedule_id)
-    async with connection(deps.pool) as conn:
-        now = await store.db_now(conn)
-        row = await store.get(conn, principal.tenant, sid)
-    if row is None:
-        raise NotFound(f"no schedule {schedule_id}")
+    row, now = await _load(deps, principal.tenant, schedule_id)
     return JsonResponse(schedule_view(row, now))
 
 
@@ -155,12 +161,7 @@ async def delete_schedule(schedule_id: str, deps: Deps, principal: Admin) -> Res
 )
 async def trigger_schedule(schedule_id: str, deps: Deps, principal: Admin) -> Response:
     """Submit the schedule's job now, as POST /jobs would (a disabled schedule too); its cron times are unchanged."""
-    sid = parse_schedule_id(schedule_id)
-    async with connection(deps.pool) as conn:
-        now = await store.db_now(conn)
-        row = await store.get(conn, principal.tenant, sid)
-    if row is None:
-        raise NotFound(f"no schedule {schedule_id}")
+    row, now = await _load(deps, principal.tenant, schedule_id)
     job = plan_fire(row["job"], now=now, max_payload_bytes=deps.settings.max_payload_bytes)
     outcome = await accept_job(deps.pool, principal.tenant, job)
     deps.publish(outcome.outgoing)
