@@ -93,3 +93,7 @@ class JobSpec(CamelModel):
     timeout_ms: int | None = None
     submitted_at_ms: int = 0
     trace_parent: str | None = None
+    # DESIGN §5 scheduling keys: the job's share of its queue's per-key limits and fairness.
+    rate_limit_key: str | None = None
+    concurrency_key: str | None = None
+    fairness_key: str | None = None

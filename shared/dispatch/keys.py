@@ -78,6 +78,11 @@ class QueueKeys:
         """Zset: job id -> ms until which its cancel flag holds."""
         return f"{self.tag}:cancelled"
 
+    @property
+    def config(self) -> str:
+        """Hash: the queue's dispatch controls (shared/dispatch/config.py), written by the api."""
+        return f"{self.tag}:config"
+
 
 @dataclass(frozen=True, slots=True)
 class Keys:

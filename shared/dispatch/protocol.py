@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from shared.dispatch.config import DispatchConfig
 from shared.dispatch.keys import Keys, ready_base
 from shared.dispatch.records import (
     Expired,
@@ -234,6 +235,28 @@ class Dispatcher:
             for group, scores in zip(groups.values(), flags, strict=True)
             for ref, score in zip(group, scores, strict=True) if score is not None and score > at
         }
+
+    # --- the api's writes: a queue's controls ------------------------------------------------
+
+    async def configure(self, queue: str, config: DispatchConfig) -> None:
+        """Replace a queue's dispatch controls at once (one MULTI: pop.lua never sees half of them).
+
+        A resume wakes the workers, so a backlog held by the pause starts without waiting for a poll.
+        """
+        key = self.keys.queue(queue).config
+        fields = config.to_fields()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if fields:
+                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+            pipe.sadd(self.keys.queues, queue)
+            pipe.lpush(self.keys.wake, *["1"] * WAKE_TOKENS_MAX)
+            pipe.ltrim(self.keys.wake, 0, WAKE_TOKENS_MAX - 1)
+            await pipe.execute()
+
+    async def dispatch_config(self, queue: str) -> DispatchConfig:
+        """The controls pop.lua obeys for a queue right now."""
+        return DispatchConfig.from_fields(await self.redis.hgetall(self.keys.queue(queue).config))
 
     # --- reads -------------------------------------------------------------------------------
 
