@@ -89,7 +89,9 @@ class JobSpec(CamelModel):
     priority: int = DEFAULT_PRIORITY
     attempt: int = 1
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    # None: the job gave no policy; the worker then applies its job type's default, else the
+    # queue's (`retry` of its config), else RetryPolicy().
+    retry: RetryPolicy | None = None
     timeout_ms: int | None = None
     submitted_at_ms: int = 0
     trace_parent: str | None = None

@@ -103,9 +103,11 @@ def parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _retry_policy(raw: Any, job_id: uuid.UUID) -> RetryPolicy:
+def _retry_policy(raw: Any, job_id: uuid.UUID) -> RetryPolicy | None:
+    if raw is None:
+        return None  # the job gave none: the worker resolves the default
     try:
-        return RetryPolicy.model_validate(raw or {})
+        return RetryPolicy.model_validate(raw)
     except ValidationError as exc:
         # A bad stored policy must not poison the whole batch: fall back to the default.
         log.warning("invalid stored retry policy, using the default: %s", exc, extra=job_fields(job_id))

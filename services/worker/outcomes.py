@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from shared.errors import JobError, RetryableError
-from shared.models import ErrorInfo, JobSpec
+from shared.models import ErrorInfo, JobSpec, RetryPolicy
 
 MAX_MESSAGE_CHARS = 2000
 # Results travel inside a Kafka message (2 MiB request limit); a larger one could never be
@@ -111,8 +111,9 @@ def decide(outcome: Outcome, spec: JobSpec) -> Decision:
         return Decision(Verdict.FAILED, FailReason.PERMANENT)
     if spec.attempt >= spec.max_attempts:
         return Decision(Verdict.FAILED, FailReason.EXHAUSTED)
+    policy = spec.retry or RetryPolicy()
     if outcome.retry_after_s is not None:
-        delay = min(int(outcome.retry_after_s * 1000), spec.retry.max_delay_ms)
+        delay = min(int(outcome.retry_after_s * 1000), policy.max_delay_ms)
     else:
-        delay = spec.retry.delay_ms(spec.attempt)
+        delay = policy.delay_ms(spec.attempt)
     return Decision(Verdict.RETRY, delay_ms=max(0, delay))

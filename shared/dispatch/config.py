@@ -4,7 +4,8 @@ Postgres (`queues`, migration 0006) is the truth; the api writes this mirror bef
 a config change, so the change applies to every dispatch after the answer, on every replica;
 the scheduler's reconciler writes it again after Redis lost it. Only what the scripts enforce
 is mirrored: pause, rate limits, concurrency limits, aging and fairness weights (maxLength,
-retry and maxAttempts are the api's, at submission).
+maxAttempts are the api's, at submission), plus the queue's default retry policy (a worker reads
+it when it must pick a delay for a job that carries none).
 
 Hash `{<prefix>:<queue>}:config`, every field optional (absent = no limit):
   paused  "1"
@@ -14,6 +15,8 @@ Hash `{<prefix>:<queue>}:config`, every field optional (absent = no limit):
   kconc   "<n>"                     keyConcurrency (per concurrencyKey)
   age     "<everyMs>:<step>"        aging
   w:<key> "<weight>"                fairnessWeights (a key not listed weighs 1)
+  retry   "<RetryPolicy JSON>"      retry: the queue's default policy, read by a worker when a
+                                    job without its own policy (and no job-type default) fails
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,7 @@ class DispatchConfig:
     key_concurrency: int | None = None
     aging: Aging | None = None
     fairness_weights: Mapping[str, int] = field(default_factory=dict)
+    retry_json: str | None = None  # the queue's default RetryPolicy, camelCase JSON
 
     def to_fields(self) -> dict[str, str]:
         """The Redis hash fields (an empty dict: no controls at all)."""
@@ -68,6 +74,8 @@ class DispatchConfig:
             out["age"] = f"{self.aging.every_ms}:{self.aging.step}"
         for key, weight in self.fairness_weights.items():
             out[f"w:{key}"] = str(weight)
+        if self.retry_json is not None:
+            out["retry"] = self.retry_json
         return out
 
     @classmethod
@@ -95,6 +103,7 @@ class DispatchConfig:
             key_concurrency=int(fields["kconc"]) if "kconc" in fields else None,
             aging=aging,
             fairness_weights={k[2:]: int(v) for k, v in fields.items() if k.startswith("w:")},
+            retry_json=fields.get("retry"),
         )
 
     @classmethod
@@ -114,6 +123,7 @@ class DispatchConfig:
             key_concurrency=config.get("keyConcurrency"),
             aging=None if aging is None else Aging(int(aging["everyMs"]), int(aging["step"])),
             fairness_weights=dict(config.get("fairnessWeights") or {}),
+            retry_json=None if config.get("retry") is None else orjson.dumps(config["retry"]).decode(),
         )
 
 

@@ -24,6 +24,7 @@ from shared.dispatch.records import (
     Forget,
     JobRef,
     Lease,
+    WaitingJob,
     by_queue,
     decode_spec,
     encode_spec,
@@ -34,6 +35,7 @@ from shared.dispatch.records import (
     text,
 )
 from shared.dispatch.scripts import QueueScripts
+from shared.dispatch.waits import WaitState
 from shared.models import JobSpec
 
 __all__ = ["Dispatcher", "Expired", "Forget", "JobRef", "Lease", "connect", "encode_spec", "now_ms"]
@@ -259,6 +261,35 @@ class Dispatcher:
         return DispatchConfig.from_fields(await self.redis.hgetall(self.keys.queue(queue).config))
 
     # --- reads -------------------------------------------------------------------------------
+
+    async def wait_states(self, jobs: Sequence[WaitingJob]) -> dict[uuid.UUID, WaitState]:
+        """What holds each waiting job back right now: pause, a full limit, or the jobs ahead of it.
+
+        Reads only, one round trip. A limit is reported only when pop.lua would refuse the job's
+        next start at this instant, so `rate_limited` or `concurrency_limited` is always true.
+        """
+        groups = by_queue(jobs, lambda job: job.queue)
+        if not groups:
+            return {}
+
+        def fill(pipe: Pipeline) -> None:
+            for queue, group in groups.items():
+                keys = self.keys.queue(queue)
+                pipe.hget(keys.config, "paused")
+                for job in group:
+                    pipe.zrank(keys.ready, str(job.job_id))
+
+        raw = await self.pipelined(fill)
+        out: dict[uuid.UUID, WaitState] = {}
+        at = 0
+        for group in groups.values():
+            paused = raw[at] is not None
+            at += 1
+            for job in group:
+                rank = raw[at]
+                at += 1
+                out[job.job_id] = WaitState(paused=paused, ready=rank is not None, ahead=rank)
+        return out
 
     async def held(self, refs: Iterable[JobRef]) -> set[uuid.UUID]:
         """Which of these jobs Redis would still hand out or holds leased: a copy flagged cancelled counts as gone."""

@@ -124,3 +124,12 @@ def share_out(queues: Sequence[str], head_scores: Sequence[Sequence[float]], cou
     for _, _, queue in ranked[:count]:
         shares[queue] = shares.get(queue, 0) + 1
     return list(shares.items())
+
+
+class WaitingJob(NamedTuple):
+    """A waiting job as Dispatcher.wait_states needs it: where it waits and under which keys."""
+
+    queue: str
+    job_id: uuid.UUID
+    rate_limit_key: str | None = None
+    concurrency_key: str | None = None

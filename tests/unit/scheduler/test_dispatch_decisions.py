@@ -100,7 +100,7 @@ def test_the_spec_carries_the_row() -> None:
 
 def test_odd_stored_data_never_breaks_the_spec() -> None:
     spec = spec_for(row(retry={"strategy": "bogus"}, payload=[1, 2]), 1)
-    assert spec.retry == RetryPolicy()
+    assert spec.retry == RetryPolicy()  # a bad stored policy falls back to the default
     assert spec.payload == {"value": [1, 2]}
 
 
