@@ -26,7 +26,9 @@ def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def job_view(row: asyncpg.Record, attempts: Sequence[asyncpg.Record]) -> dict[str, Any]:
+def job_view(
+    row: asyncpg.Record, attempts: Sequence[asyncpg.Record], waiting_reason: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """GET /jobs/{id}: the job with its attempt history; `error` is the last failed attempt's."""
     history = [attempt_view(a) for a in attempts]
     error = row["error"]
@@ -59,6 +61,10 @@ def job_view(row: asyncpg.Record, attempts: Sequence[asyncpg.Record]) -> dict[st
         "idempotencyKey": row["idempotency_key"],
         "cancelReason": row["cancel_reason"],
         "cancelRequested": row["cancel_requested"],
+        "rateLimitKey": row["rate_limit_key"],
+        "concurrencyKey": row["concurrency_key"],
+        "fairnessKey": row["fairness_key"],
+        "waitingReason": waiting_reason,
     }
 
 
