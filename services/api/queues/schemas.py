@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from services.api.jobs.field_types import Label, MaxAttempts, whole_number
+from services.api.jobs.field_types import PRINTABLE, Label, MaxAttempts, whole_number
 from services.api.jobs.schemas import RetrySubmission
 from shared.models import CamelModel
 
@@ -23,6 +23,15 @@ MaxLength = Annotated[int, Field(ge=1, le=1_000_000_000), BeforeValidator(whole_
 AgingEveryMs = Annotated[int, Field(ge=1, le=86_400_000), BeforeValidator(whole_number)]
 AgingStep = Annotated[int, Field(ge=1, le=10), BeforeValidator(whole_number)]
 Weight = Annotated[int, Field(ge=1, le=1000), BeforeValidator(whole_number)]
+# pydantic would state the key rule as `patternProperties`, which leaves other keys unchecked: say it exactly.
+FairnessWeights = Annotated[
+    dict[Label, Weight], Field(max_length=MAX_WEIGHTED_KEYS),
+    WithJsonSchema({
+        "type": "object", "maxProperties": MAX_WEIGHTED_KEYS,
+        "propertyNames": {"minLength": 1, "maxLength": 128, "pattern": PRINTABLE},
+        "additionalProperties": {"type": "integer", "minimum": 1, "maximum": 1000},
+    }),
+]
 ConfigKeys = ("rateLimit", "keyRateLimit", "concurrency", "keyConcurrency", "maxLength", "retry", "maxAttempts",
               "aging", "fairnessWeights")
 
@@ -63,9 +72,8 @@ class QueueConfigPatch(CamelModel):
     retry: RetrySubmission | None = Field(default=None, description="Retry policy of jobs that give none")
     max_attempts: MaxAttempts | None = Field(default=None, description="maxAttempts of jobs that give none")
     aging: AgingConfig | None = None
-    fairness_weights: dict[Label, Weight] | None = Field(
-        default=None, max_length=MAX_WEIGHTED_KEYS,
-        description="Weight (1-1000) of each `fairnessKey` in its turns; a key not listed weighs 1",
+    fairness_weights: FairnessWeights | None = Field(
+        default=None, description="Weight (1-1000) of each `fairnessKey` in its turns; a key not listed weighs 1",
     )
 
     def stored(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from services.api import metrics
 from services.api.http.deps import Deps
 from services.api.http.openapi import header, json_body, problems
 from services.api.http.principal import Reader, Submitter
-from services.api.http.problems import FieldError, NotFound, ValidationFailed
+from services.api.http.problems import Conflict, FieldError, NotFound
 from services.api.http.responses import JsonResponse
 from services.api.http.validation import parse_body
 from services.api.jobs.accept import accept_batch
@@ -37,9 +37,9 @@ router = APIRouter(prefix="/api/v1", tags=["batches"])
         **json_body(BatchSubmission), "responses": {"201": {"headers": {"Location": header("The batch's URL")}}},
     },
     responses=problems(400, 401, 403, 409, 413, 415, 422, 429, 503, meanings={
-        409: "An idempotency key of the batch is already used; nothing was stored",
-        422: "Invalid jobs (each field named in `errors`, such as `jobs[3].priority`), or more jobs for a queue "
-             "than its `maxLength`; nothing was stored",
+        409: "An idempotency key of the batch is already used, or the batch has more jobs for a queue than its "
+             "`maxLength` (it can never fit); nothing was stored",
+        422: "Invalid jobs (each field named in `errors`, such as `jobs[3].priority`); nothing was stored",
         429: "A queue of the batch has no room for its jobs (backlog + the batch's jobs > `maxLength`); nothing "
              "was stored. Try again after `Retry-After` seconds",
     }),
@@ -66,7 +66,7 @@ async def submit_batch(request: Request, deps: Deps, principal: Submitter) -> Re
 
 
 def _check_fits(jobs: Sequence[NewJob], max_lengths: dict[str, int]) -> None:
-    """A batch with more jobs for a queue than its maxLength can never be taken: 422, not 429."""
+    """A batch with more jobs for a queue than its maxLength can never be taken: 409, not 429 (waiting is no use)."""
     if not max_lengths:
         return
     adding = Counter(j.queue for j in jobs)
@@ -75,7 +75,7 @@ def _check_fits(jobs: Sequence[NewJob], max_lengths: dict[str, int]) -> None:
         for q, limit in sorted(max_lengths.items()) if adding[q] > limit
     ]
     if errors:
-        raise ValidationFailed("the batch cannot fit in its queues; nothing was stored", errors=errors)
+        raise Conflict("the batch cannot fit in its queues; nothing was stored", errors=errors)
 
 
 @router.get(

@@ -29,7 +29,8 @@ async def put(api: Api, name: str, body: Any, client: httpx.AsyncClient | None =
 
 async def client_with(api: Api, *scopes: Scope, tenant: str = DEFAULT_TENANT) -> httpx.AsyncClient:
     key = await create_api_key(api.pool, tenant, frozenset(scopes), "queues-test")
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://api.test", headers=bearer(key))
+    transport = httpx.ASGITransport(app=api.app)
+    return httpx.AsyncClient(transport=transport, base_url="http://api.test", headers=bearer(key))
 
 
 async def test_unknown_queue_is_404_and_the_list_is_empty(api: Api) -> None:
@@ -261,7 +262,7 @@ async def test_batches_respect_max_length(api: Api) -> None:
     full = await api.client.post("/api/v1/job-batches", json={"jobs": jobs})
     assert full.status_code == 429 and int(full.headers["retry-after"]) >= 1
     never = await api.client.post("/api/v1/job-batches", json={"jobs": [{"queue": "q", "jobType": "noop"}] * 4})
-    assert never.status_code == 422 and [e["field"] for e in never.json()["errors"]] == ["jobs"]
+    assert never.status_code == 409 and [e["field"] for e in never.json()["errors"]] == ["jobs"]
     assert await api.count("jobs") == 1 and await api.count("job_batches") == 0
     fits = await api.client.post("/api/v1/job-batches", json={"jobs": jobs[:2]})
     assert fits.status_code == 201
