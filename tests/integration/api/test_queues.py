@@ -11,6 +11,7 @@ import pytest
 
 from deploy.local.servers import free_port
 from services.api.queues.admission import FALLBACK_RETRY_AFTER_S, retry_after_s
+from services.api.queues.rules import QueueRulesCache
 from shared.auth.keys import create_api_key
 from shared.auth.principal import DEFAULT_TENANT, Scope
 from shared.dispatch.config import Aging, DispatchConfig, Limit
@@ -323,7 +324,7 @@ async def test_another_replica_sees_a_put_within_a_moment(api_factory: Any, data
         await asyncio.sleep(0.5)  # its listener is up
         assert (await put(first, "q", {"maxLength": 1})).status_code == 200
 
-        rules = second.app.state.deps.queue_rules
+        rules: QueueRulesCache = second.app.state.deps.queue_rules
 
         async def max_length() -> int | None:
             return (await rules.get("q")).max_length

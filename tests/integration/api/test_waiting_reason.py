@@ -116,7 +116,7 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def row(**overrides: Any) -> dict[str, Any]:
-    base = {"status": "queued", "queue": "q", "depends_on": [], "scheduled_for": None, "attempts": 0,
+    base: dict[str, Any] = {"status": "queued", "queue": "q", "depends_on": [], "scheduled_for": None, "attempts": 0,
             "next_run_at": None}
     return {**base, **overrides}
 
