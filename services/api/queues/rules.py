@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 TTL_S = 5.0
 LISTENING_TTL_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
+# What a lost or refused connection raises (InterfaceError is not a PostgresError).
+CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,7 @@ class QueueRulesCache:
         while stop is None or not stop.is_set():
             try:
                 conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            except CONNECTION_ERRORS as exc:
                 log.warning("queue config listener cannot connect: %r", exc)
                 await backoff.sleep(stop)
                 continue
@@ -125,7 +127,7 @@ class QueueRulesCache:
         conn.add_termination_listener(lambda _: lost.set())
         try:
             await conn.add_listener(store.NOTIFY_CHANNEL, lambda *_: self.invalidate())
-        except (OSError, asyncpg.PostgresError) as exc:
+        except CONNECTION_ERRORS as exc:
             log.warning("queue config listener failed: %r", exc)
             return True
         # Changes made while no listener was up were not heard: start from a fresh snapshot.
@@ -145,5 +147,5 @@ class QueueRulesCache:
 async def _close(conn: asyncpg.Connection) -> None:
     try:
         await asyncio.wait_for(conn.close(), timeout=CONNECT_TIMEOUT_S)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
+    except CONNECTION_ERRORS:
         conn.terminate()
