@@ -338,3 +338,22 @@ async def test_another_replica_sees_a_put_within_a_moment(api_factory: Any, data
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+async def test_an_api_process_sees_a_put_made_through_another(api: Api, cluster_factory: Any) -> None:
+    # The real service (its listener spawned by ApiService) on this test's database and Redis prefix.
+    async with cluster_factory(services=("api",)) as cluster, httpx.AsyncClient(
+        base_url=f"{cluster.api_url}/api/v1", headers=cluster.auth_headers, timeout=10,
+    ) as process:
+        body = {"queue": "q", "jobType": "noop"}
+        assert (await process.post("/jobs", json=body)).status_code == 201  # it holds a snapshot without limits
+        await asyncio.sleep(0.5)
+        assert (await put(api, "q", {"maxLength": 1})).status_code == 200
+        started = asyncio.get_running_loop().time()
+
+        async def status() -> int:
+            return (await process.post("/jobs", json=body)).status_code
+
+        assert await poll_until(status, lambda s: s == 429, timeout_s=10, every_s=0.1) == 429
+        # Well before the snapshot would have expired on its own (5 s, or 30 s with a listener up).
+        assert asyncio.get_running_loop().time() - started < 3
