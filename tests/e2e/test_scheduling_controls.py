@@ -21,6 +21,8 @@ from tests.fixtures.polling import poll_until
 pytestmark = pytest.mark.slow
 # Backlogs of hundreds of jobs through the whole cluster, on a loaded machine: more than the default 120 s.
 needs_dispatch_core = pytest.mark.timeout(300)
+# Between a job's take (Redis's clock) and its `startedAt` (the worker's): the spread tolerated.
+JITTER = timedelta(milliseconds=25)
 
 
 async def jobs_of(client: httpx.AsyncClient, queue: str) -> list[dict[str, Any]]:
@@ -119,11 +121,14 @@ async def test_a_rate_limit_allows_at_most_n_starts_in_any_window(cluster: Clust
         await all_queued(client, queue, 20)
         assert (await client.post(f"/queues/{queue}/resume")).status_code == 200
         starts = sorted(started(j) for j in await all_done(client, queue, 20))
+    # The limiter judges by Redis's clock when a job is taken; `startedAt` is the worker's clock a moment
+    # later, and that moment varies by a few ms from job to job: that much is not counted against it.
+    window = timedelta(seconds=1) - JITTER
     for i, first in enumerate(starts):
-        in_window = [s for s in starts[i:] if s < first + timedelta(seconds=1)]
+        in_window = [s for s in starts[i:] if s < first + window]
         assert len(in_window) <= 5, f"{len(in_window)} starts within 1 s of {first}"
     span = (starts[-1] - starts[0]).total_seconds()
-    assert 3.0 <= span <= 5.0, f"20 starts at 5/s took {span:.2f} s (about 3-4 s expected)"
+    assert 3.0 - JITTER.total_seconds() <= span <= 5.0, f"20 starts at 5/s took {span:.2f} s (about 3-4 s expected)"
 
 
 @needs_dispatch_core
