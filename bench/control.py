@@ -51,6 +51,7 @@ async def cancel_running(api_url: str, key: str, jobs: int = 20, spacing_s: floa
         tag, ids = await _long_jobs(client, CANCEL_QUEUE, jobs)
         sent: dict[str, float] = {}
         seen: dict[str, float] = {}
+        watcher = asyncio.create_task(_watch_cancelled(client, tag, seen, len(ids), time.time() + 60))
         try:
             for job_id in ids:
                 sent[job_id] = time.time()
@@ -58,18 +59,26 @@ async def cancel_running(api_url: str, key: str, jobs: int = 20, spacing_s: floa
                 if status not in (200, 202):
                     raise scenarios.Rejected(f"DELETE /jobs/{job_id}", status, body)
                 await asyncio.sleep(spacing_s)
-            deadline = time.time() + 30
-            while len(seen) < len(ids) and time.time() < deadline:
-                for job in await scenarios.jobs_tagged(client, tag):
-                    if job["status"] == "cancelled":
-                        seen.setdefault(str(job["jobId"]), time.time())
-                await asyncio.sleep(0.1)
+            await watcher
             ended = {job_id: await _cancelled_at(client, job_id) for job_id in seen}
         finally:
+            watcher.cancel()
             await _cancel_all(client, [i for i in ids if i not in seen])
     event_ms = [(at - sent[i]) * 1000 for i, at in ended.items() if at is not None]
     return {**scenarios.percentiles(event_ms), "jobs": jobs, "cancelled": len(seen),
             "untilStatusMs": scenarios.percentiles([(at - sent[i]) * 1000 for i, at in seen.items()])}
+
+
+async def _watch_cancelled(
+    client: aiohttp.ClientSession, tag: str, seen: dict[str, float], count: int, deadline: float
+) -> None:
+    """Note in `seen` when each job under `tag` first shows `cancelled` (polled every 100 ms), until all
+    `count` do or `deadline` (Unix time) passes."""
+    while len(seen) < count and time.time() < deadline:
+        for job in await scenarios.jobs_tagged(client, tag):
+            if job["status"] == "cancelled":
+                seen.setdefault(str(job["jobId"]), time.time())
+        await asyncio.sleep(0.1)
 
 
 async def _cancelled_at(client: aiohttp.ClientSession, job_id: str) -> float | None:
