@@ -77,8 +77,3 @@ async def prepare_scheduled(api_url: str, key: str) -> None:
         except scenarios.Rejected as exc:
             raise unavailable(exc) from exc
 
-
-async def end_to_end_scheduled(api_url: str, key: str, total: int) -> dict[str, Any]:
-    """`endToEnd` with priorities, fairness keys, an unbinding per-key rate limit and fan-ins in play."""
-    await prepare_scheduled(api_url, key)
-    return await scenarios.end_to_end(api_url, key, total=total, jobs_for=scheduled_jobs)
