@@ -35,7 +35,10 @@ async def _submit(client: aiohttp.ClientSession, jobs: list[dict[str, Any]]) -> 
 def max_in_any_window(times: list[float], window_s: float) -> int:
     """The most `times` (sorted) in any half-open window [t, t + window_s): the window slides over every
     start, so no edge between fixed buckets can hide a burst."""
-    return max((bisect.bisect_left(times, t + window_s) - i for i, t in enumerate(times)), default=0)
+    # Whole microseconds (the API's resolution), so float sums cannot move a start across an edge.
+    us = [round(t * 1e6) for t in times]
+    width = round(window_s * 1e6)
+    return max((bisect.bisect_left(us, t + width) - i for i, t in enumerate(us)), default=0)
 
 
 def delivered_per_second(times: list[float], window_s: float) -> float:
@@ -46,7 +49,7 @@ def delivered_per_second(times: list[float], window_s: float) -> float:
     whole = int((times[-1] - times[0]) // window_s)
     if whole == 0:
         return round(len(times) / (times[-1] - times[0]), 1)
-    counted = bisect.bisect_left(times, times[0] + whole * window_s)
+    counted = bisect.bisect_left([round(t * 1e6) for t in times], round((times[0] + whole * window_s) * 1e6))
     return round(counted / (whole * window_s), 1)
 
 
