@@ -295,6 +295,15 @@ class Dispatcher:
             pipe.ltrim(self.keys.wake, 0, WAKE_TOKENS_MAX - 1)
             await pipe.execute()
 
+    async def config_fields(self, queues: Sequence[str]) -> list[dict[str, str]]:
+        """The raw config hashes of several queues (one round trip): what the reconciler compares."""
+
+        def fill(pipe: Pipeline) -> None:
+            for queue in queues:
+                pipe.hgetall(self.keys.queue(queue).config)
+
+        return [{text(k): text(v) for k, v in raw.items()} for raw in await self.pipelined(fill)]
+
     async def dispatch_config(self, queue: str) -> DispatchConfig:
         """The controls pop.lua obeys for a queue right now."""
         return DispatchConfig.from_fields(await self.redis.hgetall(self.keys.queue(queue).config))
