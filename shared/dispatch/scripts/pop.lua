@@ -125,7 +125,14 @@ while taken < budget and scanned < budget + SCAN_EXTRA do
     end
   end
 end
-if scanned >= budget + SCAN_EXTRA and taken < budget then wait = 1 end -- more to look at: come back at once
+if taken < budget then
+  if scanned >= budget + SCAN_EXTRA then
+    wait = 1 -- more to look at: come back at once
+  elseif wait == 0 then
+    local next_held = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')[2]
+    if next_held then wait = math.max(1, tonumber(next_held) - now) end
+  end
+end
 for band, vt in pairs(advanced) do
   local field = 'v:' .. band
   if vt > tonumber(redis.call('HGET', KEYS[4], field) or '0') then redis.call('HSET', KEYS[4], field, F(vt)) end
