@@ -65,7 +65,8 @@ async def test_ready_scores_are_the_python_formula(dispatcher: Dispatcher, redis
     scores = dict(await redis.zrange(dispatcher.keys.queue("q").ready, 0, -1, withscores=True))
     # One key alone (the default key of keyless jobs) steps its band's virtual time by FAIR_UNIT: FIFO.
     assert scores == {
-        str(first.job_id).encode(): ready_score(3, FAIR_UNIT), str(second.job_id).encode(): ready_score(3, 2 * FAIR_UNIT),
+        str(first.job_id).encode(): ready_score(3, FAIR_UNIT),
+        str(second.job_id).encode(): ready_score(3, 2 * FAIR_UNIT),
     }
 
 

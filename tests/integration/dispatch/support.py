@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 from shared.dispatch.config import DispatchConfig
@@ -15,17 +16,14 @@ def job(queue: str = "q", priority: int = 5, **keys: str | None) -> JobSpec:
     return JobSpec(job_id=uuid.uuid4(), queue=queue, job_type="noop", payload={}, priority=priority, **keys)  # type: ignore[arg-type]
 
 
-async def paused_with(d: Dispatcher, specs: list[JobSpec], config: DispatchConfig = DispatchConfig()) -> None:
-    """Push `specs` one call each (a defined order) into their queue, paused with `config` meanwhile."""
+async def paused_with(d: Dispatcher, specs: list[JobSpec], config: DispatchConfig | None = None) -> None:
+    """Push `specs` in order into their queue, paused meanwhile; then resume it with `config`."""
+    config = config or DispatchConfig()
     queue = specs[0].queue
-    await d.configure(queue, DispatchConfig(**{**_fields(config), "paused": True}))
+    await d.configure(queue, dataclasses.replace(config, paused=True))
     for i in range(0, len(specs), 100):
         await d.push([(s, 0) for s in specs[i:i + 100]])
     await d.configure(queue, config)
-
-
-def _fields(config: DispatchConfig) -> dict[str, object]:
-    return {name: getattr(config, name) for name in DispatchConfig.__dataclass_fields__}
 
 
 async def drain(

@@ -108,7 +108,9 @@ async def test_concurrency_stays_bounded_under_50_concurrent_workers(dispatcher:
             await asyncio.sleep(0)
         return most
 
-    *_, watched = await asyncio.wait_for(asyncio.gather(*(worker(n) for n in range(50)), watch()), 60)
+    watching = asyncio.create_task(watch())
+    await asyncio.wait_for(asyncio.gather(*(worker(n) for n in range(50))), 60)
+    watched = await watching
     assert peak <= 3 and watched <= 3  # 3 keys of one slot each under a queue limit of 4
     assert await redis.hlen(dispatcher.keys.queue("q").running) == 0  # every slot given back
 

@@ -45,7 +45,7 @@ async def test_a_paused_backlog_runs_high_first_and_fifo_within_each_at_concurre
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=st.lists(st.one_of(st.integers(0, 10), st.tuples(st.just("pop"), st.integers(1, 5))), min_size=1, max_size=60))
+@given(ops=st.lists(st.one_of(st.integers(0, 10), st.tuples(st.just("pop"), st.integers(1, 5))), max_size=60))
 async def test_any_mix_of_pushes_and_pops_takes_best_priority_then_first_in(
     redis: Redis, ops: list[int | tuple[str, int]]
 ) -> None:
