@@ -26,8 +26,8 @@ async def test_a_lost_mirror_comes_back_with_the_starts_of_its_windows(
     db_pool: asyncpg.Pool, dispatcher: Dispatcher
 ) -> None:
     await db_pool.execute(
-        "INSERT INTO queues (name, config, paused, updated_at) VALUES ('q', $1::jsonb, false, now() - interval '1 hour'),"
-        " ('idle', '{}'::jsonb, true, now() - interval '1 hour')",
+        "INSERT INTO queues (name, config, paused, updated_at) VALUES"
+        " ('q', $1::jsonb, false, now() - interval '1 hour'), ('idle', '{}'::jsonb, true, now() - interval '1 hour')",
         QUEUE_CONFIG,
     )
     # Two starts of the last minute in Postgres: one under rate-limit key "A".
@@ -35,7 +35,8 @@ async def test_a_lost_mirror_comes_back_with_the_starts_of_its_windows(
         job_id = await insert_job(db_pool, status="running", attempts=1, state=(1, 2))
         await db_pool.execute("UPDATE jobs SET rate_limit_key = $2 WHERE id = $1", job_id, key)
         await db_pool.execute(
-            "INSERT INTO job_attempts (job_id, attempt, status, started_at) VALUES ($1, 1, 'running', now() - interval '5 s')",
+            "INSERT INTO job_attempts (job_id, attempt, status, started_at)"
+            " VALUES ($1, 1, 'running', now() - interval '5 s')",
             job_id,
         )
     await lose_redis(dispatcher)
