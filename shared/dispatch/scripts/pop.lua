@@ -125,7 +125,14 @@ while taken < budget and scanned < budget + SCAN_EXTRA do
     end
   end
 end
-if taken < budget then
+if taken < count and taken == budget and budget < count then
+  -- A queue limit cut this pop short: say when the next start may go.
+  if rl_n and redis.call('ZCARD', KEYS[15]) >= rl_n then
+    wait = math.max(1, tonumber(redis.call('ZRANGE', KEYS[15], 0, 0, 'WITHSCORES')[2]) + rl_p - now)
+  elseif conc then
+    wait = -2
+  end
+elseif taken < budget then
   if scanned >= budget + SCAN_EXTRA then
     wait = 1 -- more to look at: come back at once
   elseif wait == 0 then
