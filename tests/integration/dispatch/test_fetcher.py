@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from services.worker.executor import Executor
 from services.worker.fetcher import Fetcher
 from shared.dispatch.config import DispatchConfig, Limit
 from shared.dispatch.protocol import Dispatcher, Lease
