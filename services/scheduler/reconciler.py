@@ -19,6 +19,7 @@ import asyncpg
 from services.scheduler import dependencies, dispatch, metrics, retries
 from services.scheduler.consumer import ConsumerLag
 from services.scheduler.leases import LEASE_LOST, LostAttempt, record_lost
+from services.scheduler.queue_mirror import sync_queues
 from services.scheduler.rows import JobRow, due_at, spec_for
 from services.scheduler.store import jobs as store
 from services.scheduler.store import reconcile as pages
@@ -78,6 +79,8 @@ class Reconciler:
 
     async def _pass(self, conn: asyncpg.Connection) -> Counter[str]:
         counts: Counter[str] = Counter()
+        if mirrored := await sync_queues(conn, self._dispatcher, grace_s=self._grace):
+            counts["queue_config"] += mirrored
         cutoff = await pages.cutoff(conn, self._grace)
         for status in (JobStatus.PENDING, JobStatus.BLOCKED):
             async for page in self._pages(conn, status, cutoff):

@@ -1,4 +1,4 @@
-"""The scheduler service: consumer, promoter, lease requeuer, reconciler, outbox relay, health server."""
+"""The scheduler service: consumer, promoter, ager, lease requeuer, reconciler, outbox relay, health server."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ from shared.settings import SchedulerSettings
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
+# How often waiting jobs of queues with `aging` are moved up; an aging step is at most this late.
+AGE_INTERVAL_S = 0.25
+AGE_LIMIT = 1000
 RELAY_FLUSH_S = 5.0
 
 
@@ -101,6 +104,10 @@ class SchedulerService(BaseService):
             # A full batch means more are due: promote again at once.
             return await promoter.tick() >= PROMOTE_LIMIT
 
+        async def age() -> bool:
+            # A full batch means more are due: age again at once.
+            return await dispatcher.age_due(limit=AGE_LIMIT) >= AGE_LIMIT
+
         async def requeue() -> bool:
             await requeuer.tick()
             return False
@@ -111,6 +118,7 @@ class SchedulerService(BaseService):
         self.spawn("outbox-relay", relay.run())
         self.spawn("consumer", consumer.run(), drain=consumer.stop)
         self.spawn("promoter", run_every("promoter", s.promote_interval_s, self.stopping, promote), drain=True)
+        self.spawn("ager", run_every("ager", AGE_INTERVAL_S, self.stopping, age), drain=True)
         self.spawn(
             "lease-requeuer", run_every("lease requeuer", s.lease_check_interval_s, self.stopping, requeue), drain=True
         )
