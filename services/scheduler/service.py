@@ -91,7 +91,7 @@ class SchedulerService(BaseService):
             slow_topics=PROJECTED_TOPICS, slow_interval_ms=s.projection_interval_ms,
         )
         promoter = Promoter(committer, dispatcher)
-        requeuer = LeaseRequeuer(committer, dispatcher)
+        requeuer = LeaseRequeuer(committer, dispatcher, lag)
         self.reconciler = Reconciler(
             committer, dispatcher, grace_s=s.reconcile_grace_s, lag=lag,
             lag_window_s=2 * s.reconcile_interval_s, stop=self.stopping,

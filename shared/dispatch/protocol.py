@@ -214,6 +214,11 @@ class Dispatcher:
         calls = ((q, owned(g)) for q, g in by_queue(leases, lambda lease: lease.spec.queue).items())
         return sum(int(n) for n in await self.scripts.each("release", calls))
 
+    async def release_each(self, leases: Sequence[Lease]) -> list[bool]:
+        """Release leases one script call each, in one round trip; True where the token still owned it."""
+        results = await self.scripts.each("release", ((lease.spec.queue, owned([lease])) for lease in leases))
+        return [bool(int(n)) for n in results]
+
     # --- cancel flags (the api's) ------------------------------------------------------------
 
     async def cancel(self, queue: str, job_id: uuid.UUID) -> str:
