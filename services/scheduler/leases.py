@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.scheduler import dependencies, metrics, projection, retries
+from services.scheduler import dead_letters, dependencies, metrics, projection, retries
 from services.scheduler.consumer import ConsumerLag
 from services.scheduler.rows import event, from_ms
 from services.scheduler.store import jobs as store
@@ -111,8 +111,9 @@ async def record_lost(
             extra=job_fields(spec.job_id, queue=spec.queue, attempt=spec.attempt, traceparent=spec.trace_parent),
         )
     if emitted:
-        await projection.project(conn, emitted)
+        moved = await projection.project(conn, emitted)
         fx.events.extend(emitted)
+        fx.messages.extend(dead_letters.alerts(emitted, moved))
     out.pushed = await retries.follow_retries(conn, [x.spec.job_id for x in out.retried + out.stale], fx, at_ms=at_ms)
     if out.failed:
         await dependencies.settle(conn, [x.spec.job_id for x in out.failed], fx, now_ms=at_ms)
