@@ -10,6 +10,7 @@ drop it. A worker that comes back under the same id leaves the set, so its next 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -48,11 +49,16 @@ class WorkerSweep:
         self._lock_ms = int(interval_s * 3000)
         self._replica = replica or uuid.uuid4().hex
         self.announced = 0  # gone workers this replica announced (tests, logs)
+        self._one_at_a_time = asyncio.Lock()  # the loop and a direct call (tests) never sweep together
 
     async def tick(self) -> bool:
         """Announce newly gone workers and prune long-gone ones; never asks to run again at once."""
-        if not await self._hold_lock():
-            return False
+        async with self._one_at_a_time:
+            if await self._hold_lock():
+                await self._sweep()
+        return False
+
+    async def _sweep(self) -> None:
         keys = self._keys
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.time()
@@ -73,7 +79,6 @@ class WorkerSweep:
         if fresh:
             await self._announce(fresh, seen, now_ms)
         await self._tidy(back, cutoff, {i for i in ids if seen[i] < cutoff and i not in alive})
-        return False
 
     async def _hold_lock(self) -> bool:
         # Kept by the replica that has it (refreshed each tick); another takes over once it expires.
@@ -108,8 +113,7 @@ class WorkerSweep:
         if not back and not pruned:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            if back or pruned:
-                pipe.srem(keys.workers_gone, *(back | pruned))
+            pipe.srem(keys.workers_gone, *(back | pruned))
             if pruned:
                 # By score: a worker that heartbeat meanwhile has a newer score and stays.
                 pipe.zremrangebyscore(keys.workers, "-inf", f"({cutoff_ms}")
