@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from services.scheduler.service import SchedulerService
 from services.scheduler.store.reconcile import LOCK_KEY
 from shared.events import EventType, utcnow
+from shared.settings import SchedulerSettings
 from tests.fixtures.polling import eventually, poll_until
 from tests.integration.scheduler.conftest import Harness
 from tests.integration.scheduler.support import worker_event
@@ -188,3 +189,12 @@ async def test_nothing_is_compared_while_the_consumer_lags(harness: Harness) -> 
     service.handler.lag.seconds = 0.0
     await run_pass(service)
     assert (await run_pass(service))["queued"] == 1
+
+
+def test_the_default_settings_rebuild_what_redis_lost_within_a_minute() -> None:
+    # A row changed just before the loss is left alone for the grace, suspected on the next pass
+    # and repaired on the one after: grace + two intervals, with room left for the passes themselves,
+    # the promotion and the lease check.
+    settings = SchedulerSettings()
+    assert settings.reconcile_grace_s + 2 * settings.reconcile_interval_s <= 45
+    assert settings.promote_interval_s <= 1 and settings.lease_check_interval_s <= 2
