@@ -18,6 +18,7 @@ from services.scheduler.promoter import PROMOTE_LIMIT, Promoter
 from services.scheduler.reconciler import Reconciler
 from services.scheduler.redis_steps import RedisSteps
 from services.scheduler.txn import Committer
+from services.scheduler.worker_sweep import SWEEP_INTERVAL_S, WorkerSweep
 from shared.db.pool import close_pool, pool_for
 from shared.dispatch.protocol import Dispatcher, connect
 from shared.http_server import health_app
@@ -65,6 +66,7 @@ class SchedulerService(BaseService):
         self.dispatcher: Dispatcher | None = None
         self.handler: EventHandler | None = None
         self.reconciler: Reconciler | None = None
+        self.worker_sweep: WorkerSweep | None = None
 
     @property
     def consumer_assigned(self) -> asyncio.Event | None:
@@ -94,7 +96,7 @@ class SchedulerService(BaseService):
             slow_topics=PROJECTED_TOPICS, slow_interval_ms=s.projection_interval_ms,
         )
         promoter = Promoter(committer, dispatcher)
-        requeuer = LeaseRequeuer(committer, dispatcher)
+        requeuer = LeaseRequeuer(committer, dispatcher, lag)
         self.reconciler = Reconciler(
             committer, dispatcher, grace_s=s.reconcile_grace_s, lag=lag,
             lag_window_s=2 * s.reconcile_interval_s, stop=self.stopping,
@@ -127,6 +129,8 @@ class SchedulerService(BaseService):
             drain=True,
         )
         self.spawn("cron", run_every("cron", s.cron_poll_interval_s, self.stopping, cron.tick), drain=True)
+        self.worker_sweep = sweep = WorkerSweep(committer, redis, dispatcher.keys)
+        self.spawn("worker-sweep", run_every("worker sweep", SWEEP_INTERVAL_S, self.stopping, sweep.tick), drain=True)
         await self.serve_http(health_app(self.ready), s.scheduler_port)
 
     async def _started_producer(self) -> EventProducer:

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from services.worker.executor import Executor
 from services.worker.fetcher import Fetcher
 from services.worker.heartbeat import Heartbeat, default_worker_id
+from services.worker.presence import Presence
 from services.worker.publisher import EventSink
 from services.worker.registry import Registry, default_registry, load_modules, parse_modules
 from shared.dispatch.protocol import Dispatcher, connect
@@ -94,6 +95,9 @@ class WorkerService(BaseService):
         # Registered last, so the entry goes first at stop: once the heartbeat has been cancelled.
         self.on_close("remove the registry entry", heartbeat.unregister)
         await self._register(heartbeat)
+        presence = Presence(producer, self.worker_id, self._describe)
+        await presence.started()
+        self.on_close("announce the stop", presence.stopped)  # closes run in reverse: before the producer stops
         self.spawn("heartbeat", heartbeat.run())
         self._fetch_task = self.spawn("fetch", fetcher.run())
         log.info("serving %s with concurrency %d; job types: %s", ", ".join(queues) or "every queue",

@@ -143,6 +143,16 @@ class Keys:
         """Zset: worker id -> last heartbeat ms (global)."""
         return f"{self.prefix}:workers"
 
+    @property
+    def workers_gone(self) -> str:
+        """Set: ids of gone workers whose `worker_stopped` the scheduler announced (global)."""
+        return f"{self.prefix}:workers:gone"
+
+    @property
+    def workers_sweep(self) -> str:
+        """String: the lock of the scheduler replica sweeping the worker registry (global, expiring)."""
+        return f"{self.prefix}:workers:sweep"
+
     def worker(self, worker_id: str) -> str:
         """A worker's registry entry, expiring unless refreshed (global)."""
         return f"{self.prefix}:worker:{worker_id}"

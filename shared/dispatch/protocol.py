@@ -253,6 +253,11 @@ class Dispatcher:
             await self._wake(freed)  # a concurrency slot came free: whoever waits on it may start now
         return sum(int(done) for done, _ in results)
 
+    async def release_each(self, leases: Sequence[Lease]) -> list[bool]:
+        """Release leases one script call each, in one round trip; True where the token still owned it."""
+        results = await self.scripts.each("release", ((lease.spec.queue, owned([lease])) for lease in leases))
+        return [bool(int(n)) for n in results]
+
     # --- cancel flags (the api's) ------------------------------------------------------------
 
     async def cancel(self, queue: str, job_id: uuid.UUID) -> str:
