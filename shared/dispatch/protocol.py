@@ -256,7 +256,10 @@ class Dispatcher:
     async def release_each(self, leases: Sequence[Lease]) -> list[bool]:
         """Release leases one script call each, in one round trip; True where the token still owned it."""
         results = await self.scripts.each("release", ((lease.spec.queue, owned([lease])) for lease in leases))
-        return [bool(int(n)) for n in results]
+        freed = sum(int(slots) for _, slots in results)
+        if freed:
+            await self._wake(freed)
+        return [bool(int(done)) for done, _ in results]
 
     # --- cancel flags (the api's) ------------------------------------------------------------
 
