@@ -43,6 +43,7 @@ class JobRow:
     started_at: datetime | None = None
     trace_parent: str | None = None
     cancel_requested: bool = False
+    checkpoint: Any = None  # the handler's last checkpoint (migration 0007)
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> JobRow:
@@ -55,7 +56,7 @@ class JobRow:
             attempts=r["attempts"], state_attempt=r["state_attempt"], state_rank=r["state_rank"],
             created_at=r["created_at"], updated_at=r["updated_at"], next_run_at=r["next_run_at"],
             started_at=r["started_at"], trace_parent=r.get("trace_parent"),
-            cancel_requested=bool(r.get("cancel_requested")),
+            cancel_requested=bool(r.get("cancel_requested")), checkpoint=r.get("checkpoint"),
         )
 
     @property
@@ -122,6 +123,7 @@ def spec_for(row: JobRow, attempt: int) -> JobSpec:
         priority=row.priority, attempt=attempt, max_attempts=row.max_attempts,
         retry=_retry_policy(row.retry, row.id), timeout_ms=row.timeout_ms,
         submitted_at_ms=to_ms(row.created_at), trace_parent=row.trace_parent,
+        checkpoint_state=row.checkpoint,
     )
 
 

@@ -22,10 +22,11 @@ scheduled_for, started_at, completed_at, result, error, progress, tags, depends_
 idempotency_key, cancel_reason, cancel_requested
 """
 
-GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant = $2"
+# One job also shows the handler's log and checkpoint (migration 0007); listings leave them out.
+GET_JOB = f"SELECT {JOB_COLUMNS}, logs, checkpoint FROM jobs WHERE id = $1 AND tenant = $2"
 
 ATTEMPTS_OF = """
-SELECT job_id, attempt, status, worker_id, started_at, ended_at, error
+SELECT job_id, attempt, status, worker_id, started_at, ended_at, error, late_result
 FROM job_attempts WHERE job_id = ANY($1::uuid[]) ORDER BY job_id, attempt
 """
 
