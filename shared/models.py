@@ -71,8 +71,9 @@ class RetryPolicy(CamelModel):
             raw = float(self.base_delay_ms) * n
         else:
             # factor^(n-1) overflows a float for large n; past the cap its value no longer matters.
-            exponent = (n - 1) * math.log(self.factor)
-            if self.base_delay_ms > 0 and exponent + math.log(self.base_delay_ms) > math.log(cap + 1) + 1:
+            if self.base_delay_ms == 0:
+                raw = 0.0
+            elif (n - 1) * math.log(self.factor) + math.log(self.base_delay_ms) > math.log(cap + 1) + 1:
                 raw = cap
             else:
                 raw = float(self.base_delay_ms) * self.factor ** (n - 1)

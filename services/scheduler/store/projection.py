@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import orjson
 
 from services.scheduler.store.jobs import TERMINAL_SQL
 from shared.events import RANK, EventType
@@ -31,10 +32,10 @@ UPDATE jobs SET
     error = CASE WHEN u.status = 'completed' THEN NULL ELSE COALESCE(u.error, jobs.error) END,
     next_run_at = u.next_run_at,
     cancel_reason = COALESCE(u.cancel_reason, jobs.cancel_reason),
-    checkpoint = CASE WHEN u.has_checkpoint THEN u.checkpoint ELSE jobs.checkpoint END,
+    checkpoint = CASE WHEN u.has_checkpoint THEN u.checkpoint::jsonb ELSE jobs.checkpoint END,
     updated_at = now()
 FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::timestamptz[], $6::timestamptz[],
-            $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::text[], $11::jsonb[], $12::bool[])
+            $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::text[], $11::text[], $12::bool[])
     AS u(id, status, attempt, rank, started_at, ended_at, result, error, next_run_at, cancel_reason,
          checkpoint, has_checkpoint)
 WHERE jobs.id = u.id
@@ -89,8 +90,8 @@ WHERE jobs.id = u.id
 
 # A checkpoint follows the progress rule: never from an attempt the row has moved past.
 UPDATE_CHECKPOINTS = f"""
-UPDATE jobs SET checkpoint = u.checkpoint, updated_at = now()
-FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS u(id, attempt, checkpoint)
+UPDATE jobs SET checkpoint = u.checkpoint::jsonb, updated_at = now()
+FROM unnest($1::uuid[], $2::int[], $3::text[]) AS u(id, attempt, checkpoint)
 WHERE jobs.id = u.id
   AND jobs.status NOT IN {TERMINAL_SQL}
   AND (u.attempt, {RANK[EventType.PROGRESS]}) >= (jobs.state_attempt, jobs.state_rank)
@@ -101,11 +102,11 @@ APPEND_LOGS = """
 UPDATE jobs SET logs = (
     SELECT COALESCE(jsonb_agg(kept.line ORDER BY kept.n), '[]'::jsonb)
     FROM (
-        SELECT t.line, t.n FROM jsonb_array_elements(jobs.logs || u.lines) WITH ORDINALITY AS t(line, n)
+        SELECT t.line, t.n FROM jsonb_array_elements(jobs.logs || u.lines::jsonb) WITH ORDINALITY AS t(line, n)
         ORDER BY t.n DESC LIMIT $3
     ) AS kept
 )
-FROM unnest($1::uuid[], $2::jsonb[]) AS u(id, lines)
+FROM unnest($1::uuid[], $2::text[]) AS u(id, lines)
 WHERE jobs.id = u.id
 """
 
@@ -119,7 +120,7 @@ async def update_rows(conn: asyncpg.Connection, changes: Sequence[RowChange]) ->
         [c.started_at for c in changes], [c.ended_at for c in changes],
         [c.result for c in changes], [c.error for c in changes],
         [c.next_run_at for c in changes], [c.cancel_reason for c in changes],
-        [c.checkpoint if c.has_checkpoint else None for c in changes], [c.has_checkpoint for c in changes],
+        [_json(c.checkpoint) if c.has_checkpoint else None for c in changes], [c.has_checkpoint for c in changes],
     )
     return {r["id"]: JobStatus(r["status"]) for r in records}
 
@@ -159,13 +160,19 @@ async def record_late_reports(conn: asyncpg.Connection, reports: Sequence[tuple[
 async def update_checkpoints(conn: asyncpg.Connection, checkpoints: Sequence[tuple[uuid.UUID, int, Any]]) -> None:
     """Store the latest checkpoint (job, attempt, state) of rows not past that attempt."""
     await conn.execute(
-        UPDATE_CHECKPOINTS, [c[0] for c in checkpoints], [c[1] for c in checkpoints], [c[2] for c in checkpoints]
+        UPDATE_CHECKPOINTS, [c[0] for c in checkpoints], [c[1] for c in checkpoints],
+        [_json(c[2]) for c in checkpoints],
     )
 
 
 async def append_logs(conn: asyncpg.Connection, logs: Sequence[tuple[uuid.UUID, list[Any]]]) -> None:
     """Append log lines (job, lines) to each job's log, keeping the newest MAX_LOG_LINES."""
-    await conn.execute(APPEND_LOGS, [x[0] for x in logs], [x[1] for x in logs], MAX_LOG_LINES)
+    await conn.execute(APPEND_LOGS, [x[0] for x in logs], [_json(x[1]) for x in logs], MAX_LOG_LINES)
+
+
+def _json(value: Any) -> str | None:
+    # As text, cast in SQL: asyncpg would read a list inside a jsonb[] argument as another array dimension.
+    return None if value is None else orjson.dumps(value).decode()
 
 
 async def update_progress(conn: asyncpg.Connection, progress: Sequence[tuple[uuid.UUID, int, Any]]) -> None:
