@@ -57,7 +57,8 @@ class JobFields(CamelModel):
     payload: Payload = Field(default_factory=dict, description="A JSON object of at most 256 KiB of JSON text")
     priority: Priority = DEFAULT_PRIORITY
     max_attempts: MaxAttempts = DEFAULT_MAX_ATTEMPTS
-    retry: RetrySubmission = Field(default_factory=RetrySubmission)
+    # Absent: the job gives none; the worker applies its job type's default, else its queue's, else the default.
+    retry: RetrySubmission | None = None
     timeout_ms: TimeoutMs | None = None
     scheduled_for: DateTime | None = Field(
         default=None, description="When to run it (RFC 3339; without an offset, UTC); not with delayMs"
@@ -173,7 +174,7 @@ class JobView(CamelModel):
     max_attempts: int
     attempts: int
     attempt_history: list[AttemptView]
-    retry: RetryPolicy
+    retry: RetryPolicy | None
     timeout_ms: int | None
     created_at: datetime
     updated_at: datetime

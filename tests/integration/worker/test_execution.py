@@ -7,8 +7,8 @@ import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -83,7 +83,7 @@ async def test_cancel_reaches_a_running_handler_within_a_second(
         assert await dispatcher.cancel("q", spec.job_id) == "running"
 
         async def noticed() -> bool:
-            return seen.exists()  # noqa: ASYNC240 (a tiny local file)
+            return seen.exists()
 
         await poll_until(noticed, timeout_s=5, every_s=0.02)
         latency = float(seen.read_text()) - flagged
