@@ -10,8 +10,8 @@ lost meanwhile); it is never applied, only recorded as the attempt's `late_resul
 knows its lease is gone reports its result that way itself (`progress` data `lateResult`).
 
 `progress` events also carry the handler's log lines (kept on the job, the newest 200) and its
-checkpoint (the next attempt's `checkpointState`); a `retry` event carries the attempt's last
-checkpoint too, since Kafka does not order the two topics.
+checkpoint (the next attempt's `checkpointState`); `retry`, `completed` and `failed` carry the
+attempt's last checkpoint too, since Kafka does not order the topics.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class _NoCheckpoint:
 
 
 NO_CHECKPOINT: Any = _NoCheckpoint()
+# Outcome events that may carry the attempt's last checkpoint.
+CARRY_CHECKPOINT: frozenset[EventType] = frozenset({EventType.RETRY, EventType.COMPLETED, EventType.FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,7 @@ def row_change(e: Envelope) -> RowChange:
         error=_error(data) if e.type in (EventType.RETRY, EventType.FAILED) else None,
         next_run_at=parse_time(data.get("nextRunAt")) if e.type is EventType.RETRY else None,
         cancel_reason=str(data.get("reason") or "cancelled") if e.type is EventType.CANCELLED else None,
-        checkpoint=data["checkpoint"] if e.type is EventType.RETRY and "checkpoint" in data else NO_CHECKPOINT,
+        checkpoint=data["checkpoint"] if e.type in CARRY_CHECKPOINT and "checkpoint" in data else NO_CHECKPOINT,
     )
 
 

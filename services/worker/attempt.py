@@ -133,13 +133,15 @@ def conclude(
         outcome = outcomes.from_exception(asyncio.CancelledError("handler stopped"))
     decision = outcomes.decide(outcome, spec, policy)
     if decision.verdict is outcomes.Verdict.COMPLETED:
-        return job_events.completed(spec, worker_id, outcome.result, started_at, ended_at), Release("completed")
+        envelope = job_events.completed(spec, worker_id, outcome.result, started_at, ended_at, checkpoint)
+        return envelope, Release("completed")
     assert outcome.error is not None  # only a success has no error
     if decision.verdict is outcomes.Verdict.RETRY:
         envelope = job_events.retry(spec, worker_id, outcome.error, decision.delay_ms, started_at, ended_at, checkpoint)
         return envelope, Release("retry")
     reason = (decision.reason or outcomes.FailReason.PERMANENT).value
-    return job_events.failed(spec, worker_id, outcome.error, reason, started_at, ended_at), Release("failed")
+    envelope = job_events.failed(spec, worker_id, outcome.error, reason, started_at, ended_at, checkpoint)
+    return envelope, Release("failed")
 
 
 def late(rec: InFlight, outcome: outcomes.Outcome | None, worker_id: str, at: datetime) -> Envelope:

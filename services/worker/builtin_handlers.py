@@ -60,7 +60,8 @@ async def sleep(ctx: JobContext) -> dict[str, Any]:
         if remaining > 0:
             await asyncio.sleep(remaining)
         if step < steps:
-            await ctx.progress(ms * step // steps, ms, stage="sleeping", message=f"slept {ms * step // steps} of {ms} ms")
+            slept = ms * step // steps
+            await ctx.progress(slept, ms, stage="sleeping", message=f"slept {slept} of {ms} ms")
     return {"sleptMs": ms}
 
 

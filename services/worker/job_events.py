@@ -14,6 +14,14 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
+def _with_checkpoint(data: dict[str, Any], checkpoint: Any) -> dict[str, Any]:
+    # Outcome events carry the attempt's last checkpoint: Kafka does not order the progress topic
+    # before them, and a terminal row accepts no later progress.
+    if not isinstance(checkpoint, Unset):
+        data["checkpoint"] = checkpoint
+    return data
+
+
 def envelope(spec: JobSpec, kind: EventType, data: dict[str, Any]) -> Envelope:
     """An event of this attempt, carrying the job's tenant."""
     return Envelope(
@@ -69,13 +77,16 @@ def late_result(
     return envelope(spec, EventType.PROGRESS, {"lateResult": late, "workerId": worker_id})
 
 
-def completed(spec: JobSpec, worker_id: str, result: Any, started_at: datetime, ended_at: datetime) -> Envelope:
-    """The attempt succeeded."""
+def completed(
+    spec: JobSpec, worker_id: str, result: Any, started_at: datetime, ended_at: datetime, checkpoint: Any = UNSET
+) -> Envelope:
+    """The attempt succeeded (`checkpoint`: its latest, if it made one: the job shows it)."""
     duration_ms = max(0, int((ended_at - started_at) / timedelta(milliseconds=1)))
-    return envelope(spec, EventType.COMPLETED, {
+    data: dict[str, Any] = {
         "result": result, "workerId": worker_id, "startedAt": _iso(started_at),
         "endedAt": _iso(ended_at), "durationMs": duration_ms,
-    })
+    }
+    return envelope(spec, EventType.COMPLETED, _with_checkpoint(data, checkpoint))
 
 
 def retry(
@@ -92,19 +103,19 @@ def retry(
         "error": error.model_dump(), "nextRunAt": _iso(next_run), "delayMs": delay_ms,
         "workerId": worker_id, "startedAt": _iso(started_at), "endedAt": _iso(ended_at),
     }
-    if not isinstance(checkpoint, Unset):
-        data["checkpoint"] = checkpoint
-    return envelope(spec, EventType.RETRY, data)
+    return envelope(spec, EventType.RETRY, _with_checkpoint(data, checkpoint))
 
 
 def failed(
-    spec: JobSpec, worker_id: str, error: ErrorInfo, reason: str, started_at: datetime, ended_at: datetime
+    spec: JobSpec, worker_id: str, error: ErrorInfo, reason: str, started_at: datetime, ended_at: datetime,
+    checkpoint: Any = UNSET,
 ) -> Envelope:
-    """The job failed for good (dead-letter)."""
-    return envelope(spec, EventType.FAILED, {
+    """The job failed for good (dead-letter); `checkpoint` as for `completed`."""
+    data: dict[str, Any] = {
         "error": error.model_dump(), "workerId": worker_id, "startedAt": _iso(started_at),
         "endedAt": _iso(ended_at), "reason": reason,
-    })
+    }
+    return envelope(spec, EventType.FAILED, _with_checkpoint(data, checkpoint))
 
 
 def cancelled(spec: JobSpec) -> Envelope:
