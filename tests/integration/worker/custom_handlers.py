@@ -33,7 +33,10 @@ async def cancel_probe(ctx: JobContext) -> dict[str, Any]:
     try:
         await asyncio.sleep(60)
     except asyncio.CancelledError:
-        Path(str(ctx.payload["path"])).write_text(repr(time.time()))  # noqa: ASYNC240 (a tiny file, then re-raise)
+        path = Path(str(ctx.payload["path"]))
+        # Written aside, then renamed: a reader polling for the file never sees it empty.
+        path.with_suffix(".tmp").write_text(repr(time.time()))
+        path.with_suffix(".tmp").replace(path)
         raise
     return {"cancelled": False}
 
