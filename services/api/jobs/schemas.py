@@ -191,12 +191,8 @@ class JobView(CamelModel):
     idempotency_key: str | None
     cancel_reason: str | None
     cancel_requested: bool
-    logs: list[LogLine] | None = Field(
-        default=None, description="GET /jobs/{id} only: the handler's last 200 log lines, oldest first."
-    )
-    checkpoint: Any = Field(
-        default=None, description="GET /jobs/{id} only: the handler's last checkpoint (JSON), null if none."
-    )
+    logs: list[LogLine] = Field(description="The handler's last 200 log lines (`ctx.log`), oldest first.")
+    checkpoint: Any = Field(description="The handler's last checkpoint (`ctx.checkpoint`, JSON), null if none.")
 
 
 class JobPage(CamelModel):

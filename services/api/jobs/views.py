@@ -28,10 +28,7 @@ def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def job_view(row: asyncpg.Record, attempts: Sequence[asyncpg.Record]) -> dict[str, Any]:
-    """GET /jobs/{id}: the job with its attempt history; `error` is the last failed attempt's.
-
-    A row read with the handler's `logs` and `checkpoint` (GET /jobs/{id}) shows them too.
-    """
+    """GET /jobs/{id}: the job with its attempt history; `error` is the last failed attempt's."""
     history = [attempt_view(a) for a in attempts]
     error = row["error"]
     if error is None and row["status"] in (JobStatus.FAILED, JobStatus.RETRYING):
@@ -63,15 +60,9 @@ def job_view(row: asyncpg.Record, attempts: Sequence[asyncpg.Record]) -> dict[st
         "idempotencyKey": row["idempotency_key"],
         "cancelReason": row["cancel_reason"],
         "cancelRequested": row["cancel_requested"],
-        **_handler_record(row),
+        "logs": row["logs"],
+        "checkpoint": row["checkpoint"],
     }
-
-
-def _handler_record(row: asyncpg.Record) -> dict[str, Any]:
-    """`logs` and `checkpoint`, when the row was read with them."""
-    if "logs" not in row.keys():
-        return {}
-    return {"logs": row["logs"], "checkpoint": row["checkpoint"]}
 
 
 def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
