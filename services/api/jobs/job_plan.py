@@ -31,7 +31,7 @@ class NewJob:
     payload: dict[str, Any]
     payload_json: str
     max_attempts: int
-    retry: RetryPolicy
+    retry: RetryPolicy | None
     timeout_ms: int | None
     scheduled_for: datetime | None
     depends_on: list[uuid.UUID]

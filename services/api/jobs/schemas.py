@@ -57,7 +57,8 @@ class JobFields(CamelModel):
     payload: Payload = Field(default_factory=dict, description="A JSON object of at most 256 KiB of JSON text")
     priority: Priority = DEFAULT_PRIORITY
     max_attempts: MaxAttempts = DEFAULT_MAX_ATTEMPTS
-    retry: RetrySubmission = Field(default_factory=RetrySubmission)
+    # Absent: the job gives none; the worker applies its job type's default, else its queue's, else the default.
+    retry: RetrySubmission | None = None
     timeout_ms: TimeoutMs | None = None
     scheduled_for: DateTime | None = Field(
         default=None, description="When to run it (RFC 3339; without an offset, UTC); not with delayMs"
@@ -125,6 +126,22 @@ class ErrorView(CamelModel):
     retryable: bool
 
 
+class LateResult(CamelModel):
+    """A result that arrived after its attempt had ended otherwise (its worker lost the lease): never applied.
+
+    `outcome`: what the late worker reported (completed, retry, failed, cancelled, or abandoned: its
+    handler was stopped when it found the lease gone); `reason`: lease_lost (the worker knew) or
+    attempt_already_ended (the scheduler saw it arrive after the attempt was recorded as ended).
+    """
+
+    outcome: Literal["completed", "retry", "failed", "cancelled", "abandoned"]
+    at: datetime
+    worker_id: str | None
+    rejected: bool
+    reason: Literal["lease_lost", "attempt_already_ended"]
+    error: ErrorView | None = None
+
+
 class AttemptView(CamelModel):
     """One row of `attemptHistory`."""
 
@@ -134,6 +151,15 @@ class AttemptView(CamelModel):
     started_at: datetime | None
     ended_at: datetime | None
     error: ErrorView | None
+    late_result: LateResult | None = None
+
+
+class LogLine(CamelModel):
+    """One line a handler logged with `ctx.log(message)`."""
+
+    at: datetime
+    attempt: int
+    message: str
 
 
 class JobView(CamelModel):
@@ -148,7 +174,7 @@ class JobView(CamelModel):
     max_attempts: int
     attempts: int
     attempt_history: list[AttemptView]
-    retry: RetryPolicy
+    retry: RetryPolicy | None
     timeout_ms: int | None
     created_at: datetime
     updated_at: datetime
@@ -165,6 +191,8 @@ class JobView(CamelModel):
     idempotency_key: str | None
     cancel_reason: str | None
     cancel_requested: bool
+    logs: list[LogLine] = Field(description="The handler's last 200 log lines (`ctx.log`), oldest first.")
+    checkpoint: Any = Field(description="The handler's last checkpoint (`ctx.checkpoint`, JSON), null if none.")
 
 
 class JobPage(CamelModel):

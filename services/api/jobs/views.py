@@ -23,6 +23,7 @@ def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
         "startedAt": row["started_at"],
         "endedAt": row["ended_at"],
         "error": row["error"],
+        "lateResult": row.get("late_result"),
     }
 
 
@@ -59,6 +60,8 @@ def job_view(row: asyncpg.Record, attempts: Sequence[asyncpg.Record]) -> dict[st
         "idempotencyKey": row["idempotency_key"],
         "cancelReason": row["cancel_reason"],
         "cancelRequested": row["cancel_requested"],
+        "logs": row["logs"],
+        "checkpoint": row["checkpoint"],
     }
 
 

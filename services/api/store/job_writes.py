@@ -131,7 +131,7 @@ async def insert_jobs(
         [j.priority for j in jobs],
         [j.payload_json for j in jobs],
         [j.max_attempts for j in jobs],
-        [j.retry.model_dump_json(by_alias=True) for j in jobs],
+        [None if j.retry is None else j.retry.model_dump_json(by_alias=True) for j in jobs],
         [j.timeout_ms for j in jobs],
         [j.scheduled_for for j in jobs],
         [orjson.dumps([str(d) for d in j.depends_on]).decode() for j in jobs],
@@ -150,7 +150,8 @@ async def insert_one(conn: asyncpg.Connection, tenant: str, job: NewJob, event: 
     outbox_id = await conn.fetchval(
         SUBMIT_ONE,
         job.id, tenant, job.queue, job.job_type, job.priority, job.payload_json, job.max_attempts,
-        job.retry.model_dump_json(by_alias=True), job.timeout_ms, job.scheduled_for, job.depends_on, job.tags,
+        None if job.retry is None else job.retry.model_dump_json(by_alias=True), job.timeout_ms, job.scheduled_for,
+        job.depends_on, job.tags,
         job.callback_url, job.idempotency_key, job.request_hash,
         message.topic, message.key.decode(), message.value, {k: v.decode() for k, v in message.headers},
         event.trace_parent,
