@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
 import tempfile
 import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, scenarios
+from bench import cluster, control, scenarios, scheduled, timing
+from shared.settings import WorkerSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -49,25 +52,52 @@ def cpu_ms_per_job(before: dict[str, float], jobs: int) -> dict[str, float]:
     return {name: round(1000 * (after[name] - before.get(name, 0.0)) / max(jobs, 1), 3) for name in after}
 
 
-async def throughput(c: cluster.Cluster, quick: bool) -> dict[str, Any]:
-    """Submission rates and end-to-end jobs/s with batched submission."""
+THROUGHPUT = ("singleSubmissions", "batchedSubmissions", "endToEnd", "endToEndScheduled")
+LATENCY_RATES = ((100, "latencyAt100"), (150, "latencyAt150"), (200, "latency"))
+SCHEDULING = ("rateLimited", "delayedStartLagMs", "cronFireLagMs", "cancelRunningMs", "crashRecoveryS")
+SCENARIOS = (*THROUGHPUT, *(key for _, key in LATENCY_RATES), *SCHEDULING)
+
+
+async def throughput(c: cluster.Cluster, quick: bool, only: frozenset[str]) -> dict[str, Any]:
+    """Submission rates and end-to-end jobs/s with batched submission, plain and with scheduling in play."""
     scale = 0.2 if quick else 1.0
     out: dict[str, Any] = {}
     print("warming up ...", flush=True)
     await scenarios.end_to_end(c.api_url, c.api_key, total=1000)
-    print("single submissions ...", flush=True)
-    out["singleSubmissions"] = await scenarios.single_submissions(c.api_url, c.api_key, seconds=10 * scale)
-    print(f"  {out['singleSubmissions']}", flush=True)
-    await asyncio.sleep(5)
-    print("batched submissions ...", flush=True)
-    out["batchedSubmissions"] = await scenarios.batched_submissions(c.api_url, c.api_key, total=int(20000 * scale))
-    print(f"  {out['batchedSubmissions']}", flush=True)
-    await asyncio.sleep(5)
-    print("end to end (batched submit -> completed) ...", flush=True)
+    if "singleSubmissions" in only:
+        print("single submissions ...", flush=True)
+        out["singleSubmissions"] = await scenarios.single_submissions(c.api_url, c.api_key, seconds=10 * scale)
+        print(f"  {out['singleSubmissions']}", flush=True)
+        await asyncio.sleep(5)
+    if "batchedSubmissions" in only:
+        print("batched submissions ...", flush=True)
+        out["batchedSubmissions"] = await scenarios.batched_submissions(c.api_url, c.api_key,
+                                                                        total=int(20000 * scale))
+        print(f"  {out['batchedSubmissions']}", flush=True)
+        await asyncio.sleep(5)
+    if "endToEnd" in only:
+        print("end to end (batched submit -> completed) ...", flush=True)
+        before = cluster.process_cpu()
+        out["endToEnd"] = await scenarios.end_to_end(c.api_url, c.api_key, total=int(30000 * scale))
+        out["endToEnd"]["cpuMsPerJob"] = cpu_ms_per_job(before, out["endToEnd"]["jobs"])
+        print(f"  {out['endToEnd']}", flush=True)
+        await asyncio.sleep(5)
+    if "endToEndScheduled" in only:
+        print("end to end with priorities, fairness and rate keys, fan-ins ...", flush=True)
+        out["endToEndScheduled"] = await scheduled.guarded("endToEndScheduled", _end_to_end_scheduled(c, scale))
+        plain, sched = out.get("endToEnd", {}), out["endToEndScheduled"]
+        if plain.get("jobsPerSecond") and sched.get("jobsPerSecond"):
+            sched["relativeToEndToEnd"] = round(sched["jobsPerSecond"] / plain["jobsPerSecond"], 3)
+        print(f"  {sched}", flush=True)
+    return out
+
+
+async def _end_to_end_scheduled(c: cluster.Cluster, scale: float) -> dict[str, Any]:
+    await scheduled.prepare_scheduled(c.api_url, c.api_key)
     before = cluster.process_cpu()
-    out["endToEnd"] = await scenarios.end_to_end(c.api_url, c.api_key, total=int(30000 * scale))
-    out["endToEnd"]["cpuMsPerJob"] = cpu_ms_per_job(before, out["endToEnd"]["jobs"])
-    print(f"  {out['endToEnd']}", flush=True)
+    out = await scenarios.end_to_end(c.api_url, c.api_key, total=int(30000 * scale),
+                                     jobs_for=scheduled.scheduled_jobs)
+    out["cpuMsPerJob"] = cpu_ms_per_job(before, out["jobs"])
     return out
 
 
@@ -84,24 +114,69 @@ async def latency(c: cluster.Cluster, rate: int, quick: bool) -> dict[str, Any]:
     return out
 
 
-LATENCY_RATES = ((100, "latencyAt100"), (150, "latencyAt150"), (200, "latency"))
+def lease_ms() -> int:
+    """The worker's lease TTL: LEASE_MS as the services of a bench cluster inherit it, else their default."""
+    return int(os.environ.get("LEASE_MS") or WorkerSettings.model_fields["lease_ms"].default)
 
 
-def run_all(quick: bool) -> dict[str, Any]:
-    """Every scenario; each latency rate on a cluster of its own, started empty."""
+async def scheduling(c: cluster.Cluster, quick: bool, only: frozenset[str]) -> dict[str, Any]:
+    """Rate limit, delayed and cron start lag, cancel of a running job, crash recovery. The cron scenario
+    mostly waits for the next minute boundary, so it runs beside the others."""
+    url, key = c.api_url, c.api_key
+    await scenarios.end_to_end(url, key, total=500)  # warm up connections and caches
+    out: dict[str, Any] = {}
+    cron = None
+    if "cronFireLagMs" in only:
+        print("cron fire lag (waits for the next minute; runs beside the others) ...", flush=True)
+        cron = asyncio.create_task(scheduled.guarded(
+            "cronFireLagMs", timing.cron_fire_lag(url, key, schedules=10 if quick else 30)))
+    steps: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
+        ("rateLimited", lambda: timing.rate_limited(url, key, seconds=4 if quick else 8)),
+        ("delayedStartLagMs", lambda: timing.delayed_start_lag(url, key, jobs=100 if quick else 300)),
+        ("cancelRunningMs", lambda: control.cancel_running(url, key, jobs=10 if quick else 20)),
+        ("crashRecoveryS", lambda: control.crash_recovery(url, key, cluster.worker_killer(c), lease_ms(),
+                                                          jobs=5 if quick else 10)),
+    ]
+    for name, step in steps:
+        if name in only:
+            print(f"{name} ...", flush=True)
+            out[name] = await scheduled.guarded(name, step())
+            print(f"  {out[name]}", flush=True)
+    if cron is not None:
+        out["cronFireLagMs"] = await cron
+        print(f"  cronFireLagMs: {out['cronFireLagMs']}", flush=True)
+    return out
+
+
+def run_all(quick: bool, only: frozenset[str]) -> dict[str, Any]:
+    """The scenarios in `only`: each latency rate, and the scheduling scenarios, on a cluster of its own,
+    started empty."""
+    figures: dict[str, Any] = {}
     given = cluster.external()
-    if given is not None:
-        figures = asyncio.run(throughput(given, quick))
-        for rate, key in LATENCY_RATES:
-            figures[key] = asyncio.run(latency(given, rate, quick))
-        return figures
     home = Path(tempfile.gettempdir()) / "conveyor-bench"
-    with cluster.fresh(home) as c:
-        figures = asyncio.run(throughput(c, quick))
-    for rate, key in LATENCY_RATES:
+
+    def on_cluster(run: Callable[[cluster.Cluster], Coroutine[Any, Any, dict[str, Any]]]) -> dict[str, Any]:
+        if given is not None:
+            return asyncio.run(run(given))
         with cluster.fresh(home) as c:
-            figures[key] = asyncio.run(latency(c, rate, quick))
+            return asyncio.run(run(c))
+
+    if only & set(THROUGHPUT):
+        figures.update(on_cluster(lambda c: throughput(c, quick, only)))
+    for rate, key in LATENCY_RATES:
+        if key in only:
+            figures[key] = on_cluster(functools.partial(latency, rate=rate, quick=quick))
+    if only & set(SCHEDULING):
+        figures.update(on_cluster(lambda c: scheduling(c, quick, only)))
     return figures
+
+
+def _only(raw: list[str]) -> frozenset[str]:
+    names = {name.strip() for arg in raw for name in arg.split(",") if name.strip()}
+    unknown = names - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    return frozenset(names)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,22 +187,29 @@ def main(argv: list[str] | None = None) -> None:
                "CONVEYOR_API_KEY, or from the env file `make dev` writes (.conveyor/env, or $CONVEYOR_HOME/env).",
     )
     parser.add_argument("--quick", action="store_true", help="shorter scenarios (a smoke run, not figures)")
-    quick: bool = parser.parse_args(argv).quick
+    parser.add_argument("--only", action="append", default=[], metavar="NAME[,NAME]",
+                        help=f"run only these scenarios (the rest are skipped, latest.json is left as it is); "
+                             f"one of: {', '.join(SCENARIOS)}")
+    args = parser.parse_args(argv)
+    quick: bool = args.quick
+    only = _only(args.only)
     RESULTS.mkdir(exist_ok=True)
     with RssSampler() as rss:
-        figures = run_all(quick)
+        figures = run_all(quick, only or frozenset(SCENARIOS))
     figures["peakRssMb"] = rss.peak
     report = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "quick": quick,
+        **({"only": sorted(only)} if only else {}),
         **figures,
     }
     text = json.dumps(report, indent=2)
     print(text)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"{stamp}.json").write_text(text + "\n")
-    (RESULTS / "latest.json").write_text(text + "\n")
+    if not only:
+        (RESULTS / "latest.json").write_text(text + "\n")
 
 
 if __name__ == "__main__":

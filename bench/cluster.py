@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,8 +109,24 @@ def fresh(home: Path) -> Iterator[Cluster]:
         c.stop()
 
 
-def service_pids() -> dict[str, int]:
-    """PIDs of the running `python -m services.<name>` processes, found through /proc."""
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _descends_from(pid: int, root: int) -> bool:
+    while pid > 1:
+        if pid == root:
+            return True
+        try:
+            pid = _parent(pid)
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
+def service_pids(root: int | None = None) -> dict[str, int]:
+    """PIDs of the running `python -m services.<name>` processes, found through /proc; with `root`, only
+    those under that process (other clusters, e.g. tests, may run on the same machine)."""
     pids: dict[str, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -121,8 +137,26 @@ def service_pids() -> dict[str, int]:
             continue
         for i, arg in enumerate(argv[:-1]):
             if arg == b"-m" and argv[i + 1].startswith(b"services."):
-                pids[argv[i + 1].decode().removeprefix("services.")] = int(entry.name)
+                if root is None or _descends_from(int(entry.name), root):
+                    pids[argv[i + 1].decode().removeprefix("services.")] = int(entry.name)
     return pids
+
+
+def worker_killer(c: Cluster) -> Callable[[], int] | None:
+    """A function that SIGKILLs the worker of a cluster the bench started (its supervisor restarts it), and
+    returns the pid; None for a cluster at API_URL, whose processes are not the bench's to kill."""
+    if c.process is None:
+        return None
+    root = c.process.pid
+
+    def kill() -> int:
+        pid = service_pids(root).get("worker")
+        if pid is None:
+            raise RuntimeError("no worker process under the cluster the bench started")
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    return kill
 
 
 def peak_rss_mb(pid: int) -> float:

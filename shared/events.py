@@ -45,10 +45,13 @@ ALERTS_TOPIC = "alerts"
 # attempt are null, so they are not an EventType (Envelope describes one job's events).
 BATCHES_TOPIC = "jobs.batches"
 BATCH_COMPLETED = "batch_completed"
+# Worker lifecycle events (`worker_started`, `worker_stopped`; an addition to DESIGN §6): keyed by worker id,
+# no job fields, no tenant (workers are cluster resources). shared/worker_events.py builds them.
+WORKERS_TOPIC = "workers"
 ALL_TOPICS: tuple[str, ...] = (*JOB_TOPICS, ALERTS_TOPIC)
-# Every topic a cluster creates up front (real Kafka in compose has auto-creation off). The notifier still
-# reads ALL_TOPICS: fanning `batch_completed` out to clients is later work (issue 10).
-CLUSTER_TOPICS: tuple[str, ...] = (*ALL_TOPICS, BATCHES_TOPIC)
+# Every topic a cluster creates up front (real Kafka in compose has auto-creation off). The notifier
+# reads ALL_TOPICS and WORKERS_TOPIC: fanning `batch_completed` out to clients is later work (issue 10).
+CLUSTER_TOPICS: tuple[str, ...] = (*ALL_TOPICS, BATCHES_TOPIC, WORKERS_TOPIC)
 
 # Within one attempt, later kinds supersede earlier ones; used to ignore stale events.
 RANK: dict[EventType, int] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from enum import StrEnum
@@ -44,7 +45,13 @@ class CamelModel(BaseModel):
 
 
 class RetryPolicy(CamelModel):
-    """How long to wait before the next attempt."""
+    """How long to wait before the next attempt (DESIGN §5 `retry`).
+
+    The computed delay after failed attempt n (1-based): `exponential` base * factor^(n-1),
+    `linear` base * n, `fixed` base, `none` 0 (retry at once); capped at `max_delay_ms`.
+    With `jitter` (the default) the delay is drawn uniformly from [0, computed] ("full jitter"),
+    which spreads a herd of retries best.
+    """
 
     strategy: Literal["exponential", "linear", "fixed", "none"] = "exponential"
     base_delay_ms: int = Field(default=1000, ge=0, le=86_400_000)
@@ -52,22 +59,32 @@ class RetryPolicy(CamelModel):
     factor: float = Field(default=2.0, ge=1.0, le=100.0)
     jitter: bool = True
 
-    def delay_ms(self, failed_attempt: int, rng: random.Random | None = None) -> int:
-        """Backoff after `failed_attempt` (1-based) failed; full jitter keeps retries apart."""
+    def ceiling_ms(self, failed_attempt: int) -> int:
+        """The delay after `failed_attempt` (1-based) failed, before jitter: never above `max_delay_ms`."""
         n = max(failed_attempt, 1)
         if self.strategy == "none":
             return 0
+        cap = float(self.max_delay_ms)
         if self.strategy == "fixed":
             raw = float(self.base_delay_ms)
         elif self.strategy == "linear":
             raw = float(self.base_delay_ms) * n
         else:
-            raw = float(self.base_delay_ms) * self.factor ** (n - 1)
-        capped = min(raw, float(self.max_delay_ms))
-        if self.jitter:
-            # "equal jitter": keeps at least half the delay so backoff still grows.
-            capped = capped / 2 + (rng or random).random() * capped / 2
-        return int(capped)
+            # factor^(n-1) overflows a float for large n; past the cap its value no longer matters.
+            if self.base_delay_ms == 0:
+                raw = 0.0
+            elif (n - 1) * math.log(self.factor) + math.log(self.base_delay_ms) > math.log(cap + 1) + 1:
+                raw = cap
+            else:
+                raw = float(self.base_delay_ms) * self.factor ** (n - 1)
+        return int(min(raw, cap))
+
+    def delay_ms(self, failed_attempt: int, rng: random.Random | None = None) -> int:
+        """Backoff after `failed_attempt` (1-based) failed: full jitter over `ceiling_ms` when `jitter`."""
+        ceiling = self.ceiling_ms(failed_attempt)
+        if self.jitter and ceiling > 0:
+            return int((rng or random).random() * ceiling)
+        return ceiling
 
 
 class ErrorInfo(CamelModel):
@@ -99,3 +116,5 @@ class JobSpec(CamelModel):
     rate_limit_key: str | None = None
     concurrency_key: str | None = None
     fairness_key: str | None = None
+    # The last `ctx.checkpoint(state)` of an earlier attempt (None: none), so a retry resumes.
+    checkpoint_state: Any = None

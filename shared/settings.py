@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -132,6 +132,9 @@ class WorkerSettings(CommonSettings):
     lease_ms: int = 30_000
     default_timeout_ms: int = 300_000
     queue_refresh_interval_s: float = 1.0
+    # Default retry policy per job type, `{"<jobType>": {RetryPolicy JSON}}` (README "Retries"): for
+    # jobs that carry none; it wins over a `@handler(..., retry=...)` default and the queue's.
+    worker_retry_defaults: dict[str, Any] = Field(default_factory=dict)
     # A job holds its slot until Kafka acked its `started` and its outcome, and the coalescer
     # already sends everything that finished in one loop tick together: the linger is paid twice
     # per job (25 ms capped a worker of 50 slots below 1,000 jobs/s), so keep it short; but every

@@ -14,6 +14,7 @@ from services.notifier.hub import Hub
 from services.notifier.protocol import ProtocolError, targets_of
 from services.notifier.settings import NotifierServiceSettings
 from services.notifier.streams import WebSocketSession, sse_stream
+from shared.auth.principal import Scope
 from shared.http_server import Readiness, add_health_routes
 from shared.telemetry import fastapi_telemetry
 
@@ -45,7 +46,7 @@ def build_app(hub: Hub, pool: PoolSource, settings: NotifierServiceSettings, rea
                 await ws.close(code=1008, reason=denied.detail[:120])
             return
         await ws.accept()
-        sub = hub.connect(principal.tenant, "ws")
+        sub = hub.connect(principal.tenant, "ws", cluster=principal.can(Scope.CLUSTER))
         session = WebSocketSession(ws, hub, sub, close_timeout_s=settings.ws_close_timeout_s)
         await session.run()
 
@@ -68,7 +69,9 @@ def build_app(hub: Hub, pool: PoolSource, settings: NotifierServiceSettings, rea
             return _bad_request(str(exc))
         if len(targets) > settings.max_subscriptions:
             return _bad_request(f"too many subscriptions (at most {settings.max_subscriptions} per client)")
-        stream = sse_stream(hub, principal.tenant, targets, keepalive_s=settings.sse_keepalive_s)
+        stream = sse_stream(
+            hub, principal.tenant, targets, keepalive_s=settings.sse_keepalive_s, cluster=principal.can(Scope.CLUSTER)
+        )
         return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
 
     return app

@@ -18,11 +18,12 @@ _Key = tuple[str, str]  # (tenant, job id or queue)
 class Subscriber:
     """One connected client (a WebSocket or an SSE stream) of one tenant."""
 
-    __slots__ = ("buffer", "everything", "jobs", "queues", "tenant", "transport")
+    __slots__ = ("buffer", "cluster", "everything", "jobs", "queues", "tenant", "transport")
 
-    def __init__(self, tenant: str, transport: str, buffer_size: int) -> None:
+    def __init__(self, tenant: str, transport: str, buffer_size: int, *, cluster: bool = False) -> None:
         self.tenant = tenant
         self.transport = transport
+        self.cluster = cluster  # holds the `cluster` scope: may see cluster resources (workers)
         self.buffer = ClientBuffer(buffer_size)
         self.jobs: set[str] = set()
         self.queues: set[str] = set()
@@ -61,9 +62,9 @@ class Hub:
     def __len__(self) -> int:
         return len(self._subscribers)
 
-    def connect(self, tenant: str, transport: str) -> Subscriber:
-        """Register a new client with no subscriptions yet."""
-        sub = Subscriber(tenant, transport, self._buffer_size)
+    def connect(self, tenant: str, transport: str, *, cluster: bool = False) -> Subscriber:
+        """Register a new client with no subscriptions yet (`cluster`: its key holds that scope)."""
+        sub = Subscriber(tenant, transport, self._buffer_size, cluster=cluster)
         self._subscribers.add(sub)
         self._tenants[tenant] = self._tenants.get(tenant, 0) + 1
         metrics.CLIENTS.labels(transport).inc()
@@ -155,6 +156,8 @@ class Hub:
             if d.queue is not None:
                 out.update(self._by_queue.get((tenant, d.queue), ()))
             out.update(self._all.get(tenant, ()))
+        if d.cluster_only:
+            return {sub for sub in out if sub.cluster}
         return out
 
     @staticmethod

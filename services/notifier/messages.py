@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared import jsonutil
+from shared import jsonutil, worker_events
 from shared.events import Envelope, EventType
 from shared.models import JobStatus
 
@@ -26,6 +26,8 @@ class Delivery:
     queue: str | None = None
     # Messages with the same key replace each other while still queued (latest wins).
     coalesce_key: str | None = None
+    # About a cluster resource (workers): only for clients whose key holds the `cluster` scope (DESIGN §10).
+    cluster_only: bool = False
 
 
 # Event type -> (message type, job status after the event).
@@ -84,3 +86,23 @@ def alert_delivery(alert: Any) -> Delivery:
         text=encode({"type": "alert", "alert": alert}),
         tenant=tenant if isinstance(tenant, str) else None,
     )
+
+
+def worker_delivery(event: Any) -> Delivery | None:
+    """`worker_started` / `worker_stopped` to the all-subscribers of every tenant holding `cluster`; None for junk.
+
+    `{type, workerId, eventId, occurredAt, data}`: data as the event has it (reason, queues, host ...).
+    """
+    if not isinstance(event, dict) or event.get("type") not in worker_events.KINDS:
+        return None
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("workerId"), str):
+        return None
+    message = {
+        "type": event["type"],
+        "workerId": data["workerId"],
+        "eventId": event.get("eventId"),
+        "occurredAt": event.get("occurredAt"),
+        "data": data,
+    }
+    return Delivery(kind=message["type"], text=encode(message), tenant=None, cluster_only=True)

@@ -16,7 +16,7 @@ from aiokafka import ConsumerRecord
 from services.notifier import metrics, sql
 from services.notifier.app import build_app
 from services.notifier.hub import Hub
-from services.notifier.messages import Delivery, alert_delivery, job_delivery
+from services.notifier.messages import Delivery, alert_delivery, job_delivery, worker_delivery
 from services.notifier.settings import NotifierServiceSettings
 from shared import events
 from shared.db.pool import close_pool, pool_for
@@ -44,6 +44,7 @@ class NotifierService(BaseService):
         self._settings = settings
         self.hub = Hub(buffer_size=settings.client_buffer, max_subscriptions=settings.max_subscriptions)
         self._alerts_topic = events.topic_name(settings.kafka_topic_prefix, events.ALERTS_TOPIC)
+        self._workers_topic = events.topic_name(settings.kafka_topic_prefix, events.WORKERS_TOPIC)
         self._pool: asyncpg.Pool | None = None
         self._consumer: ConsumerLoop | None = None
 
@@ -61,7 +62,7 @@ class NotifierService(BaseService):
         # No group: each replica reads every partition from the newest offset and commits nothing.
         self._consumer = ConsumerLoop(
             s,
-            topics=events.ALL_TOPICS,
+            topics=(*events.ALL_TOPICS, events.WORKERS_TOPIC),
             group_id=None,
             handler=self._handle,
             client_id=f"notifier-{socket.gethostname()}-{os.getpid()}",
@@ -96,6 +97,11 @@ class NotifierService(BaseService):
                 alert: Any = orjson.loads(record.value)
                 at = record.timestamp / 1000 if record.timestamp is not None else time.time()
                 return at, alert_delivery(alert)
+            if record.topic == self._workers_topic:
+                worker = worker_delivery(orjson.loads(record.value))
+                if worker is None:
+                    raise ValueError("not a worker event")
+                return record.timestamp / 1000 if record.timestamp is not None else time.time(), worker
             envelope = events.decode(record.value, events.tenant_of(record.headers))
             return envelope.occurred_at.timestamp(), job_delivery(envelope)
         except (ValueError, TypeError) as exc:  # orjson and pydantic errors are ValueErrors

@@ -103,10 +103,10 @@ def _sse_event(text: str) -> str:
 
 
 async def sse_stream(
-    hub: Hub, tenant: str, targets: tuple[Target, ...], *, keepalive_s: float
+    hub: Hub, tenant: str, targets: tuple[Target, ...], *, keepalive_s: float, cluster: bool = False
 ) -> AsyncIterator[str]:
     """The body of an SSE response: `subscribed`, then one `data:` line per message, comments as keepalive."""
-    sub = hub.connect(tenant, "sse")
+    sub = hub.connect(tenant, "sse", cluster=cluster)
     try:
         hub.subscribe(sub, targets)
         yield _sse_event(encode({"type": "subscribed", **target_fields(targets)}))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import ConsumerRecord
 
-from services.scheduler import batches, dependencies, dispatch, metrics, projection, retries
+from services.scheduler import batches, dead_letters, dependencies, dispatch, metrics, projection, retries
 from services.scheduler.store import jobs as store
 from services.scheduler.txn import Committer, Effects
 from shared.dispatch.protocol import Forget, now_ms
@@ -107,6 +107,7 @@ class EventHandler:
             if projected:
                 metrics.PROJECTION_BATCH.observe(len(projected))
                 changed = await projection.project(conn, projected)
+                fx.messages.extend(dead_letters.alerts(projected, changed))
                 retrying = [job_id for job_id, status in changed.items() if status is JobStatus.RETRYING]
                 if retrying:
                     await retries.follow_retries(conn, retrying, fx, at_ms=at)

@@ -19,18 +19,33 @@ import asyncpg
 from services.scheduler import dependencies, dispatch, metrics, retries
 from services.scheduler.consumer import ConsumerLag
 from services.scheduler.leases import LEASE_LOST, LostAttempt, record_lost
+from services.scheduler.queue_mirror import sync_queues
 from services.scheduler.rows import JobRow, due_at, spec_for
 from services.scheduler.store import jobs as store
 from services.scheduler.store import reconcile as pages
 from services.scheduler.store.reconcile import Version
 from services.scheduler.txn import Committer, Effects
 from shared.dispatch.protocol import Dispatcher, JobRef, now_ms
+from shared.events import RANK, EventType
 from shared.models import JobStatus
 
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT_S = 10.0
 WAITING_IN_REDIS = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING)
+
+
+def waiting_attempt(row: JobRow) -> int:
+    """The attempt a waiting row's lost copy is handed out at again.
+
+    A queued row records the attempt it dispatched, and no worker started it (a `started` would
+    have made the row running): the copy goes back at that same number, so a loss of Redis data
+    never uses up an attempt. Anything else takes the number its first dispatch would have.
+    """
+    dispatched = row.state_rank == RANK[EventType.DISPATCHED]
+    if row.status is JobStatus.QUEUED and dispatched and row.state_attempt > row.attempts:
+        return row.state_attempt
+    return row.next_attempt
 
 
 class Reconciler:
@@ -78,6 +93,8 @@ class Reconciler:
 
     async def _pass(self, conn: asyncpg.Connection) -> Counter[str]:
         counts: Counter[str] = Counter()
+        if mirrored := await sync_queues(conn, self._dispatcher, grace_s=self._grace):
+            counts["queue_config"] += mirrored
         cutoff = await pages.cutoff(conn, self._grace)
         for status in (JobStatus.PENDING, JobStatus.BLOCKED):
             async for page in self._pages(conn, status, cutoff):
@@ -153,7 +170,7 @@ class Reconciler:
                 await retries.follow_retries(conn, [r.id for r in rows], fx, at_ms=at)
                 repaired = len(rows)
             else:
-                fx.pushes.extend((spec_for(r, r.next_attempt), due_at(r, at)) for r in rows)
+                fx.pushes.extend((spec_for(r, waiting_attempt(r)), due_at(r, at)) for r in rows)
                 repaired = len(rows)
         counts["running_lost" if status is JobStatus.RUNNING else status.value] += repaired
 

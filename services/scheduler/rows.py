@@ -43,6 +43,10 @@ class JobRow:
     started_at: datetime | None = None
     trace_parent: str | None = None
     cancel_requested: bool = False
+    rate_limit_key: str | None = None
+    concurrency_key: str | None = None
+    fairness_key: str | None = None
+    checkpoint: Any = None  # the handler's last checkpoint (migration 0007)
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> JobRow:
@@ -55,7 +59,9 @@ class JobRow:
             attempts=r["attempts"], state_attempt=r["state_attempt"], state_rank=r["state_rank"],
             created_at=r["created_at"], updated_at=r["updated_at"], next_run_at=r["next_run_at"],
             started_at=r["started_at"], trace_parent=r.get("trace_parent"),
-            cancel_requested=bool(r.get("cancel_requested")),
+            cancel_requested=bool(r.get("cancel_requested")), checkpoint=r.get("checkpoint"),
+            rate_limit_key=r.get("rate_limit_key"), concurrency_key=r.get("concurrency_key"),
+            fairness_key=r.get("fairness_key"),
         )
 
     @property
@@ -122,6 +128,8 @@ def spec_for(row: JobRow, attempt: int) -> JobSpec:
         priority=row.priority, attempt=attempt, max_attempts=row.max_attempts,
         retry=_retry_policy(row.retry, row.id), timeout_ms=row.timeout_ms,
         submitted_at_ms=to_ms(row.created_at), trace_parent=row.trace_parent,
+        rate_limit_key=row.rate_limit_key, concurrency_key=row.concurrency_key, fairness_key=row.fairness_key,
+        checkpoint_state=row.checkpoint,
     )
 
 

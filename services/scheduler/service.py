@@ -1,4 +1,4 @@
-"""The scheduler service: consumer, promoter, lease requeuer, reconciler, outbox relay, health server."""
+"""The scheduler service: consumer, promoter, ager, lease requeuer, reconciler, outbox relay, health server."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from services.scheduler.promoter import PROMOTE_LIMIT, Promoter
 from services.scheduler.reconciler import Reconciler
 from services.scheduler.redis_steps import RedisSteps
 from services.scheduler.txn import Committer
+from services.scheduler.worker_sweep import SWEEP_INTERVAL_S, WorkerSweep
 from shared.db.pool import close_pool, pool_for
 from shared.dispatch.protocol import Dispatcher, connect
 from shared.http_server import health_app
@@ -30,6 +31,9 @@ from shared.settings import SchedulerSettings
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
+# How often waiting jobs of queues with `aging` are moved up; an aging step is at most this late.
+AGE_INTERVAL_S = 0.25
+AGE_LIMIT = 1000
 RELAY_FLUSH_S = 5.0
 
 
@@ -62,6 +66,7 @@ class SchedulerService(BaseService):
         self.dispatcher: Dispatcher | None = None
         self.handler: EventHandler | None = None
         self.reconciler: Reconciler | None = None
+        self.worker_sweep: WorkerSweep | None = None
 
     @property
     def consumer_assigned(self) -> asyncio.Event | None:
@@ -91,7 +96,7 @@ class SchedulerService(BaseService):
             slow_topics=PROJECTED_TOPICS, slow_interval_ms=s.projection_interval_ms,
         )
         promoter = Promoter(committer, dispatcher)
-        requeuer = LeaseRequeuer(committer, dispatcher)
+        requeuer = LeaseRequeuer(committer, dispatcher, lag)
         self.reconciler = Reconciler(
             committer, dispatcher, grace_s=s.reconcile_grace_s, lag=lag,
             lag_window_s=2 * s.reconcile_interval_s, stop=self.stopping,
@@ -100,6 +105,10 @@ class SchedulerService(BaseService):
         async def promote() -> bool:
             # A full batch means more are due: promote again at once.
             return await promoter.tick() >= PROMOTE_LIMIT
+
+        async def age() -> bool:
+            # A full batch means more are due: age again at once.
+            return await dispatcher.age_due(limit=AGE_LIMIT) >= AGE_LIMIT
 
         async def requeue() -> bool:
             await requeuer.tick()
@@ -111,6 +120,7 @@ class SchedulerService(BaseService):
         self.spawn("outbox-relay", relay.run())
         self.spawn("consumer", consumer.run(), drain=consumer.stop)
         self.spawn("promoter", run_every("promoter", s.promote_interval_s, self.stopping, promote), drain=True)
+        self.spawn("ager", run_every("ager", AGE_INTERVAL_S, self.stopping, age), drain=True)
         self.spawn(
             "lease-requeuer", run_every("lease requeuer", s.lease_check_interval_s, self.stopping, requeue), drain=True
         )
@@ -119,6 +129,8 @@ class SchedulerService(BaseService):
             drain=True,
         )
         self.spawn("cron", run_every("cron", s.cron_poll_interval_s, self.stopping, cron.tick), drain=True)
+        self.worker_sweep = sweep = WorkerSweep(committer, redis, dispatcher.keys)
+        self.spawn("worker-sweep", run_every("worker sweep", SWEEP_INTERVAL_S, self.stopping, sweep.tick), drain=True)
         await self.serve_http(health_app(self.ready), s.scheduler_port)
 
     async def _started_producer(self) -> EventProducer:

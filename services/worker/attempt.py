@@ -10,11 +10,12 @@ from datetime import datetime
 from enum import StrEnum
 
 from services.worker import job_events, outcomes
-from services.worker.context import JobContext
+from services.worker.context import UNSET, JobContext
 from services.worker.metrics import HANDLER_DURATION
 from services.worker.registry import Handler
 from shared.dispatch.protocol import Lease
 from shared.events import Envelope
+from shared.models import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class InFlight:
     lost: bool = False
     finishing: bool = False  # past the handler: publishing the outcome, then releasing
     releasing: bool = False
+    # Until when (time.monotonic()) the lease surely holds: its deadline as of the last extension
+    # this worker saw succeed. Past it, the worker asks Redis before publishing an outcome.
+    valid_until: float = 0.0
 
     @property
     def handler_pending(self) -> bool:
@@ -105,25 +109,50 @@ async def invoke(fn: Handler, ctx: JobContext, timeout_ms: int) -> outcomes.Outc
 
 
 def conclude(
-    rec: InFlight, outcome: outcomes.Outcome | None, worker_id: str, started_at: datetime, ended_at: datetime
+    rec: InFlight,
+    outcome: outcomes.Outcome | None,
+    worker_id: str,
+    started_at: datetime,
+    ended_at: datetime,
+    policy: RetryPolicy | None = None,
 ) -> tuple[Envelope, Release]:
-    """The event that ends the attempt and how to release the lease once Kafka acknowledged it."""
+    """The event that ends the attempt and how to release the lease once Kafka acknowledged it.
+
+    `policy` is the retry policy resolved for the job (see retry_defaults); None: the job's own or the default.
+    """
     spec = rec.lease.spec
+    checkpoint = rec.ctx.checkpoint_state if rec.ctx.checkpointed else UNSET
     if rec.stop_reason is StopReason.CANCELLED:
         return job_events.cancelled(spec), Release("cancelled")
     if rec.stop_reason is StopReason.SHUTDOWN and outcome is None:
         # Handing the job back burns an attempt number (the scheduler pushes attempt + 1 when it
         # records this retry): an honest audit of an attempt that started and never finished.
         error = outcomes.error_info(outcomes.WORKER_SHUTDOWN, "the worker shut down before the handler finished", True)
-        return job_events.retry(spec, worker_id, error, 0, started_at, ended_at), Release("shutdown")
+        return job_events.retry(spec, worker_id, error, 0, started_at, ended_at, checkpoint), Release("shutdown")
     if outcome is None:  # stopped with no recorded reason; treat it as a crash of the attempt
         outcome = outcomes.from_exception(asyncio.CancelledError("handler stopped"))
-    decision = outcomes.decide(outcome, spec)
+    decision = outcomes.decide(outcome, spec, policy)
     if decision.verdict is outcomes.Verdict.COMPLETED:
-        return job_events.completed(spec, worker_id, outcome.result, started_at, ended_at), Release("completed")
+        envelope = job_events.completed(spec, worker_id, outcome.result, started_at, ended_at, checkpoint)
+        return envelope, Release("completed")
     assert outcome.error is not None  # only a success has no error
     if decision.verdict is outcomes.Verdict.RETRY:
-        envelope = job_events.retry(spec, worker_id, outcome.error, decision.delay_ms, started_at, ended_at)
+        envelope = job_events.retry(spec, worker_id, outcome.error, decision.delay_ms, started_at, ended_at, checkpoint)
         return envelope, Release("retry")
     reason = (decision.reason or outcomes.FailReason.PERMANENT).value
-    return job_events.failed(spec, worker_id, outcome.error, reason, started_at, ended_at), Release("failed")
+    envelope = job_events.failed(spec, worker_id, outcome.error, reason, started_at, ended_at, checkpoint)
+    return envelope, Release("failed")
+
+
+def late(rec: InFlight, outcome: outcomes.Outcome | None, worker_id: str, at: datetime) -> Envelope:
+    """The record of a result this worker will not apply, its lease being gone: `abandoned` if the
+    handler was stopped before it produced one."""
+    spec = rec.lease.spec
+    if rec.stop_reason is StopReason.CANCELLED:
+        kind = "cancelled"
+    elif outcome is None:
+        kind = "abandoned"
+    else:
+        kind = outcomes.decide(outcome, spec).verdict.value
+    error = outcome.error if outcome is not None else None
+    return job_events.late_result(spec, worker_id, kind, at, error)

@@ -60,7 +60,8 @@ async def sleep(ctx: JobContext) -> dict[str, Any]:
         if remaining > 0:
             await asyncio.sleep(remaining)
         if step < steps:
-            await ctx.report_progress(100 * step / steps, f"slept {ms * step // steps} of {ms} ms")
+            slept = ms * step // steps
+            await ctx.progress(slept, ms, stage="sleeping", message=f"slept {slept} of {ms} ms")
     return {"sleptMs": ms}
 
 
@@ -163,6 +164,6 @@ async def http(ctx: JobContext) -> dict[str, Any]:
     summary = f"HTTP {status} from {args['url']}"
     if status in RETRYABLE_STATUS or status >= 500:
         raise RetryableError(
-            summary, retry_after_s=retry_after_s(response.headers.get("retry-after")), error_type=f"http_{status}"
+            summary, retry_after=retry_after_s(response.headers.get("retry-after")), error_type=f"http_{status}"
         )
     raise PermanentError(summary, error_type=f"http_{status}")

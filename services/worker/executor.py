@@ -2,13 +2,16 @@
 
 Per job: publish `started` (wait for Kafka's ack), run the handler under its timeout,
 publish the outcome (completed / retry / failed / cancelled) and only then release the
-lease. A lease lost to another worker stops the job silently.
+lease. The lease is the fence: an attempt whose lease is gone (expired and taken over, e.g.
+after the process was stopped past its deadline) publishes no outcome; it reports its result
+as a rejected `lateResult` instead, which the scheduler records on the attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 
@@ -16,13 +19,14 @@ import httpx
 from opentelemetry import trace
 from redis.exceptions import RedisError
 
-from services.worker import job_events
-from services.worker.attempt import InFlight, Release, StopReason, conclude, run_handler
+from services.worker import job_events, outcomes
+from services.worker.attempt import InFlight, Release, StopReason, conclude, late, run_handler
 from services.worker.coalescer import Coalescer
-from services.worker.context import JobContext
-from services.worker.metrics import IN_FLIGHT, JOBS_PROCESSED, LEASES_LOST
+from services.worker.context import JobContext, Report
+from services.worker.metrics import IN_FLIGHT, JOBS_PROCESSED, LATE_RESULTS, LEASES_LOST, RELEASES_GONE
 from services.worker.publisher import EventSink
 from services.worker.registry import Registry
+from services.worker.retry_defaults import RetryDefaults
 from shared.backoff import Backoff
 from shared.dispatch.protocol import Dispatcher, Lease
 from shared.events import utcnow
@@ -32,6 +36,12 @@ log = logging.getLogger(__name__)
 
 RELEASE_RETRY_FIRST_S = 0.1
 RELEASE_RETRY_MAX_S = 5.0
+# Within this share of the lease before its deadline, the worker asks Redis whether it still owns
+# the lease before publishing an outcome (the heartbeat normally keeps two thirds of it ahead).
+FENCE_MARGIN = 0.25
+FENCE_CHECK_TIMEOUT_S = 2.0
+# A late result is a record, not an outcome: a few tries, then it is given up.
+LATE_PUBLISH_S = 10.0
 
 
 class Executor:
@@ -49,6 +59,8 @@ class Executor:
         http: httpx.AsyncClient,
         on_crash: Callable[[BaseException], None],
         trace_jobs: bool = False,
+        lease_ms: int = 30_000,
+        retry_defaults: RetryDefaults | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._sink = sink
@@ -63,7 +75,9 @@ class Executor:
         self._slot_freed = asyncio.Event()
         self._intake_stopped = False
         # Jobs finishing together share one ack script call.
-        self._acks: Coalescer[Lease] = Coalescer("acks", dispatcher.release)
+        self._acks: Coalescer[Lease] = Coalescer("acks", self._release_batch)
+        self._lease_s = lease_ms / 1000
+        self._retry = retry_defaults or RetryDefaults(dispatcher.dispatch_config, registry.retry_policy)
         # A span per job costs ~15% of the hot path; only pay for it when spans go somewhere.
         self._tracer = tracer("services.worker") if trace_jobs else None
 
@@ -112,11 +126,19 @@ class Executor:
                 # Our older lease on this job expired and we popped it again: the old one is void.
                 self._lose(previous)
             rec = self._record(lease)
+            rec.valid_until = time.monotonic() + self._lease_s
             self._jobs[lease.job_id] = rec
             self._running += 1
             IN_FLIGHT.inc()
             rec.task = asyncio.create_task(self._supervise(rec), name=f"job:{lease.job_id}")
             rec.task.add_done_callback(self._on_done)
+
+    def extended(self, leases: Iterable[Lease], lost: set[uuid.UUID], since: float) -> None:
+        """A heartbeat begun at `since` (monotonic) extended these leases, but for `lost`."""
+        for lease in leases:
+            rec = self._jobs.get(lease.job_id)
+            if rec is not None and rec.lease.token == lease.token and lease.job_id not in lost:
+                rec.valid_until = max(rec.valid_until, since + self._lease_s)
 
     def mark_lost(self, lost: Iterable[uuid.UUID], tokens: dict[uuid.UUID, str]) -> None:
         """Leases the heartbeat found taken over: stop those jobs and emit nothing more for them."""
@@ -175,11 +197,11 @@ class Executor:
     def _record(self, lease: Lease) -> InFlight:
         spec = lease.spec
 
-        async def send_progress(percent: float, message: str | None) -> None:
+        async def send_report(report: Report) -> None:
             if not rec.lost and rec.stop_reason is None:
-                await self._sink.publish([job_events.progress(spec, self.worker_id, percent, message)])
+                await self._sink.publish([job_events.report(spec, self.worker_id, report)])
 
-        ctx = JobContext(spec, worker_id=self.worker_id, http=self._http, progress_sink=send_progress)
+        ctx = JobContext(spec, worker_id=self.worker_id, http=self._http, progress_sink=send_report)
         rec = InFlight(lease, ctx)
         return rec
 
@@ -232,15 +254,58 @@ class Executor:
             return
         outcome = await run_handler(rec, self._registry.get(spec.job_type), spec.timeout_ms or self._default_timeout_ms)
         self._finish(rec)
+        await rec.ctx.flush()  # log lines and checkpoints go out before the outcome
+        if not rec.lost and rec.stop_reason is not StopReason.CANCELLED and not await self._still_owned(rec):
+            log.warning("lease gone when the attempt ended; its result is rejected", extra=rec.ctx.log_fields())
+            self._lose(rec)
         if rec.lost:
-            JOBS_PROCESSED.labels(spec.queue, "lost").inc()
+            await self._report_late(rec, outcome)
             return
-        envelope, release = conclude(rec, outcome, self.worker_id, started_at, utcnow())
+        policy = await self._retry.policy_for(spec) if outcome is not None and outcomes.retries(outcome, spec) else None
+        envelope, release = conclude(rec, outcome, self.worker_id, started_at, utcnow(), policy)
         if not await self._sink.publish_until_acked([envelope], lambda: rec.lost):
-            JOBS_PROCESSED.labels(spec.queue, "lost").inc()
+            await self._report_late(rec, outcome)
             return
         rec.releasing = True
         await self._release(rec, release)
+
+    async def _still_owned(self, rec: InFlight) -> bool:
+        """The fence before an outcome: within the lease as last extended, or else Redis says the token still owns it.
+
+        If Redis cannot answer, the outcome goes out anyway: the scheduler rejects it if the
+        attempt was already recorded as lost (and records it as late).
+        """
+        if time.monotonic() < rec.valid_until - FENCE_MARGIN * self._lease_s:
+            return True
+        began = time.monotonic()
+        try:
+            lost = await asyncio.wait_for(
+                self._dispatcher.heartbeat([rec.lease], int(self._lease_s * 1000)), FENCE_CHECK_TIMEOUT_S
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not check the lease before the outcome: %r", exc, extra=rec.ctx.log_fields())
+            return True
+        if rec.lease.job_id in lost:
+            return False
+        rec.valid_until = max(rec.valid_until, began + self._lease_s)
+        return True
+
+    async def _report_late(self, rec: InFlight, outcome: outcomes.Outcome | None) -> None:
+        """Record (not apply) the result of an attempt whose lease is gone; the lease is not ours to release."""
+        spec = rec.lease.spec
+        JOBS_PROCESSED.labels(spec.queue, "lost").inc()
+        envelope = late(rec, outcome, self.worker_id, utcnow())
+        LATE_RESULTS.labels(envelope.data["lateResult"]["outcome"]).inc()
+        deadline = time.monotonic() + LATE_PUBLISH_S
+        if not await self._sink.publish_until_acked([envelope], lambda: time.monotonic() > deadline):
+            log.warning("could not report the late result", extra=rec.ctx.log_fields())
+
+    async def _release_batch(self, leases: Sequence[Lease]) -> None:
+        owned = await self._dispatcher.release(leases)
+        if owned < len(leases):
+            # The outcome went out after the lease was taken over: the scheduler records it as late.
+            RELEASES_GONE.inc(len(leases) - owned)
+            log.warning("%d of %d leases were gone at release", len(leases) - owned, len(leases))
 
     async def _release(self, rec: InFlight, release: Release) -> None:
         """Release the lease, retried while Redis is unreachable (the heartbeat keeps the lease)."""

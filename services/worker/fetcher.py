@@ -18,6 +18,8 @@ from shared.waiting import unless
 log = logging.getLogger(__name__)
 
 WAKE_WAIT_S = 1.0
+# The shortest wait for a rate window (BLPOP's timeout resolution is a millisecond; this spares Redis).
+MIN_WAIT_S = 0.005
 ERROR_BACKOFF_FIRST_S = 0.1
 ERROR_BACKOFF_MAX_S = 5.0
 
@@ -84,27 +86,31 @@ class Fetcher:
             return
         if self._dynamic and time.monotonic() >= self._next_refresh:
             await self._refresh()
-        taken = await self._pop(free)
+        taken, wait_ms = await self._pop(free)
         woke, self._woke = self._woke, False
         if taken >= free:
             return  # there may be more: pop again as soon as slots free up
         if taken == 0 and woke and self._dynamic and await self._refresh():
             return  # the wake was for a queue we did not know yet: pop it now
-        # Every served queue is empty: block until a push or promotion signals work, or the stop.
+        # Every served queue is empty or held back (paused, at a limit): block until a push,
+        # promotion, release or resume signals work, or a rate window frees a slot, or the stop.
+        # Pushes into a paused queue leave no wake token, so a paused backlog keeps no one spinning.
         # A Redis error propagates, for run() to back off on.
-        await unless(self._stopping, self._dispatcher.wait_for_work(WAKE_WAIT_S))
+        timeout = WAKE_WAIT_S if wait_ms <= 0 else max(MIN_WAIT_S, min(WAKE_WAIT_S, wait_ms / 1000))
+        await unless(self._stopping, self._dispatcher.wait_for_work(timeout))
         self._woke = True
 
-    async def _pop(self, count: int) -> int:
+    async def _pop(self, count: int) -> tuple[int, int]:
+        """Lease up to `count` jobs into the executor; returns how many, and pop's wait hint (Taken.wait_ms)."""
         if not self._queues or count <= 0:
-            return 0
+            return 0, 0
         self._pops += 1
-        leases = await self._dispatcher.pop(
+        taken = await self._dispatcher.take(
             self._queues, count, self._lease_ms, token_base=f"{self._worker_id}:{self._pops}"
         )
-        if leases:
-            self._executor.start(leases)
-        return len(leases)
+        if taken.leases:
+            self._executor.start(taken.leases)
+        return len(taken.leases), taken.wait_ms
 
     async def _refresh(self) -> bool:
         """Re-read the queue list; True if it changed."""

@@ -23,3 +23,13 @@ LEASES_LOST = Counter("conveyor_worker_leases_lost_total", "Leases another worke
 PROGRESS_DROPPED = Counter(
     "conveyor_worker_progress_dropped_total", "Progress reports dropped because Kafka did not acknowledge them."
 )
+LATE_RESULTS = Counter(
+    "conveyor_worker_late_results_total",
+    "Attempts that ended after their lease was gone: the result was reported as rejected, never applied.",
+    ["outcome"],
+)
+RELEASES_GONE = Counter(
+    "conveyor_worker_releases_gone_total",
+    "Leases already gone when the worker released them after publishing the outcome (the scheduler"
+    " records such a result as late).",
+)

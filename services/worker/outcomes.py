@@ -101,8 +101,19 @@ def unknown_job_type(job_type: str) -> Outcome:
     )
 
 
-def decide(outcome: Outcome, spec: JobSpec) -> Decision:
-    """Completed, retry after a backoff (Retry-After wins, capped by maxDelayMs), or failed with a reason."""
+def retries(outcome: Outcome, spec: JobSpec) -> bool:
+    """Whether this outcome leads to another attempt (then a retry policy picks the delay)."""
+    return (
+        outcome.error is not None and outcome.error.retryable and not outcome.unknown_type
+        and spec.attempt < spec.max_attempts
+    )
+
+
+def decide(outcome: Outcome, spec: JobSpec, policy: RetryPolicy | None = None) -> Decision:
+    """Completed, retry after a backoff (Retry-After wins, capped by maxDelayMs), or failed with a reason.
+
+    `policy` is the one resolved for the job (its own, its type's or its queue's); None: the job's own or RetryPolicy().
+    """
     if outcome.error is None:
         return Decision(Verdict.COMPLETED)
     if outcome.unknown_type:
@@ -111,7 +122,7 @@ def decide(outcome: Outcome, spec: JobSpec) -> Decision:
         return Decision(Verdict.FAILED, FailReason.PERMANENT)
     if spec.attempt >= spec.max_attempts:
         return Decision(Verdict.FAILED, FailReason.EXHAUSTED)
-    policy = spec.retry or RetryPolicy()
+    policy = policy or spec.retry or RetryPolicy()
     if outcome.retry_after_s is not None:
         delay = min(int(outcome.retry_after_s * 1000), policy.max_delay_ms)
     else:

@@ -14,13 +14,16 @@ from redis.asyncio import Redis
 from services.worker.executor import Executor
 from services.worker.fetcher import Fetcher
 from services.worker.heartbeat import Heartbeat, default_worker_id
+from services.worker.presence import Presence
 from services.worker.publisher import EventSink
 from services.worker.registry import Registry, default_registry, load_modules, parse_modules
+from services.worker.retry_defaults import RetryDefaults, parse_type_defaults
 from shared.dispatch.protocol import Dispatcher, connect
 from shared.events import utcnow
 from shared.http_server import health_app
 from shared.kafka.producer import EventProducer
 from shared.logs import job_fields
+from shared.models import RetryPolicy
 from shared.service import BaseService
 from shared.settings import WorkerSettings
 
@@ -80,7 +83,8 @@ class WorkerService(BaseService):
         executor = self._executor = Executor(
             dispatcher=dispatcher, sink=sink, registry=self._registry, worker_id=self.worker_id,
             concurrency=s.worker_concurrency, default_timeout_ms=s.default_timeout_ms, http=http,
-            on_crash=lambda exc: self.failed.set(), trace_jobs=s.otel_exporter != "none",
+            on_crash=lambda exc: self.failed.set(), trace_jobs=s.otel_exporter != "none", lease_ms=s.lease_ms,
+            retry_defaults=self._retry_defaults(dispatcher),
         )
         self.on_close("close the executor", executor.close)
         fetcher = self._fetcher = Fetcher(
@@ -94,10 +98,24 @@ class WorkerService(BaseService):
         # Registered last, so the entry goes first at stop: once the heartbeat has been cancelled.
         self.on_close("remove the registry entry", heartbeat.unregister)
         await self._register(heartbeat)
+        presence = Presence(producer, self.worker_id, self._describe)
+        await presence.started()
+        self.on_close("announce the stop", presence.stopped)  # closes run in reverse: before the producer stops
         self.spawn("heartbeat", heartbeat.run())
+        self.spawn("cancel watch", heartbeat.watch_cancels())
         self._fetch_task = self.spawn("fetch", fetcher.run())
         log.info("serving %s with concurrency %d; job types: %s", ", ".join(queues) or "every queue",
                  s.worker_concurrency, ", ".join(self._registry.types()), extra=job_fields(worker_id=self.worker_id))
+
+    def _retry_defaults(self, dispatcher: Dispatcher) -> RetryDefaults:
+        """Job type defaults: WORKER_RETRY_DEFAULTS wins over `@handler(..., retry=...)`; then the queue's."""
+        configured = parse_type_defaults(self._settings.worker_retry_defaults)
+        registry = self._registry
+
+        def by_type(job_type: str) -> RetryPolicy | None:
+            return configured.get(job_type) or registry.retry_policy(job_type)
+
+        return RetryDefaults(dispatcher.dispatch_config, by_type)
 
     async def drain(self) -> None:
         """Stop fetching, let in-flight jobs finish within drain_timeout_s, hand back the rest."""

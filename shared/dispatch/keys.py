@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Ready-set scores: a lower score pops first. Priority takes the high bits, the queue's sequence
-# number the low 42 bits, so equal priorities stay FIFO and every score stays an exact double.
-PRIORITY_SHIFT = 2**42
+# Ready-set scores: a lower score pops first. Priority takes the high bits (a band per priority),
+# the job's virtual start time in its band the low 49 bits (fair queuing between fairness keys,
+# FIFO within one; scripts/_lib.lua): 11 bands * 2^49 < 2^53, so every score is an exact double.
+PRIORITY_SHIFT = 2**49
 MAX_PRIORITY = 10
+# The virtual-time step of one job of weight 1 (a key of weight w steps UNIT // w).
+FAIR_UNIT = 1000
 
 
 def ready_base(priority: int) -> int:
@@ -21,9 +24,9 @@ def ready_base(priority: int) -> int:
     return (MAX_PRIORITY - priority) * PRIORITY_SHIFT
 
 
-def ready_score(priority: int, seq: int) -> int:
-    """The full ready-set score of a job pushed as the `seq`-th of its queue."""
-    return ready_base(priority) + seq
+def ready_score(priority: int, vt: int) -> int:
+    """The full ready-set score of a job at virtual start time `vt` in its priority's band."""
+    return ready_base(priority) + vt
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +72,44 @@ class QueueKeys:
         return f"{self.tag}:state"
 
     @property
-    def seq(self) -> str:
-        """Counter: the queue's sequence numbers (FIFO within a priority)."""
-        return f"{self.tag}:seq"
+    def fair(self) -> str:
+        """Hash: fair-queuing clocks, `v:<band>` (virtual time served) and `l:<band>:<key>` (a key's last)."""
+        return f"{self.tag}:fair"
+
+    @property
+    def jobkeys(self) -> str:
+        """Hash: job id -> "<fairnessKey>\\x1f<rateLimitKey>\\x1f<concurrencyKey>", only for jobs with a key."""
+        return f"{self.tag}:jobkeys"
+
+    @property
+    def lanes(self) -> str:
+        """Lex zset: "<lane>\\0<score>\\0<id>", the waiting jobs with a rate-limit or concurrency key."""
+        return f"{self.tag}:lanes"
+
+    @property
+    def held(self) -> str:
+        """Zset: lane -> ms at which pop looks at a lane its key's limit held back again."""
+        return f"{self.tag}:held"
+
+    @property
+    def aging(self) -> str:
+        """Zset: job id -> ms of its next aging step (only while the queue has `age`)."""
+        return f"{self.tag}:aging"
+
+    @property
+    def running(self) -> str:
+        """Hash: concurrency key -> leases held under it (the queue's own count is the lease set)."""
+        return f"{self.tag}:running"
+
+    @property
+    def rlog(self) -> str:
+        """Zset: lease token -> start ms, the queue's starts within its rate-limit window."""
+        return f"{self.tag}:rlog"
+
+    @property
+    def krlog(self) -> str:
+        """Lex zset: "<rateLimitKey>\\0<start ms:13 digits>\\0<token>", the starts per key."""
+        return f"{self.tag}:krlog"
 
     @property
     def cancelled(self) -> str:
@@ -104,6 +142,16 @@ class Keys:
     def workers(self) -> str:
         """Zset: worker id -> last heartbeat ms (global)."""
         return f"{self.prefix}:workers"
+
+    @property
+    def workers_gone(self) -> str:
+        """Set: ids of gone workers whose `worker_stopped` the scheduler announced (global)."""
+        return f"{self.prefix}:workers:gone"
+
+    @property
+    def workers_sweep(self) -> str:
+        """String: the lock of the scheduler replica sweeping the worker registry (global, expiring)."""
+        return f"{self.prefix}:workers:sweep"
 
     def worker(self, worker_id: str) -> str:
         """A worker's registry entry, expiring unless refreshed (global)."""

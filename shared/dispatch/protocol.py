@@ -18,12 +18,13 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from shared.dispatch.config import DispatchConfig
-from shared.dispatch.keys import Keys, ready_base
+from shared.dispatch.keys import PRIORITY_SHIFT, Keys, ready_base
 from shared.dispatch.records import (
     Expired,
     Forget,
     JobRef,
     Lease,
+    Taken,
     WaitingJob,
     by_queue,
     decode_spec,
@@ -31,14 +32,15 @@ from shared.dispatch.records import (
     flat,
     now_ms,
     owned,
+    packed_keys,
     share_out,
     text,
 )
 from shared.dispatch.scripts import QueueScripts
-from shared.dispatch.waits import WaitState
+from shared.dispatch.waits import WaitState, wait_args, wait_states_of
 from shared.models import JobSpec
 
-__all__ = ["Dispatcher", "Expired", "Forget", "JobRef", "Lease", "connect", "encode_spec", "now_ms"]
+__all__ = ["Dispatcher", "Expired", "Forget", "JobRef", "Lease", "Taken", "connect", "encode_spec", "now_ms"]
 
 CANCEL_FLAG_TTL_MS = 7 * 24 * 3600 * 1000
 # Jobs per push script call: long enough to amortise the call, short enough not to stall Redis.
@@ -93,12 +95,12 @@ class Dispatcher:
 
         def fill(pipe: Pipeline) -> None:
             for queue, chunk in calls:
-                args: list[Any] = []
+                args: list[Any] = [PRIORITY_SHIFT]
                 for i in chunk:
                     spec, run_at = specs[i]
                     args += [
                         str(spec.job_id), encode_spec(spec), spec.attempt, ready_base(spec.priority), run_at,
-                        int(spec.job_id in fresh),
+                        int(spec.job_id in fresh), packed_keys(spec),
                     ]
                 self.scripts.add(pipe, "push", queue, args)
             pipe.sadd(self.keys.queues, *{queue for queue, _ in calls})
@@ -108,11 +110,15 @@ class Dispatcher:
 
         results = await self.pipelined(fill)
         placed = [False] * len(specs)
+        startable = [False] * len(specs)  # placed ready, in a queue that is not paused
         for (_, chunk), flags in zip(calls, results, strict=False):
-            for i, flag in zip(chunk, flags, strict=True):
+            paused = bool(flags[-1])
+            for i, flag in zip(chunk, flags[:-1], strict=True):
                 placed[i] = bool(flag)
-        # A job already held left no work behind its token: take those tokens back (rare: redeliveries).
-        surplus = tokens - min(sum(1 for i, (_, run_at) in enumerate(specs) if run_at <= 0 and placed[i]), tokens)
+                startable[i] = placed[i] and not paused and specs[i][1] <= 0
+        # A job already held, or one in a paused queue, leaves no work behind its token: take those
+        # tokens back (else workers would wake for nothing, again and again while a queue is paused).
+        surplus = tokens - min(sum(startable), tokens)
         if surplus:
             await self.redis.ltrim(self.keys.wake, surplus, -1)
         return placed
@@ -122,8 +128,7 @@ class Dispatcher:
         names = await self.queues() if queues is None else list(queues)
         if not names:
             return []
-        at = now_ms()
-        results = await self.scripts.each("promote", ((q, [at, limit]) for q in names))
+        results = await self.scripts.each("promote", ((q, [limit, PRIORITY_SHIFT]) for q in names))
         moved = [decode_spec(spec, attempt) for raw in results for _, spec, attempt in flat(raw, 3)]
         if moved:
             await self._wake(len(moved))
@@ -134,8 +139,7 @@ class Dispatcher:
         names = await self.queues() if queues is None else list(queues)
         if not names:
             return []
-        at = now_ms()
-        results = await self.scripts.each("expired", ((q, [at, limit]) for q in names))
+        results = await self.scripts.each("expired", ((q, [limit]) for q in names))
         return [
             Expired(decode_spec(spec, attempt), text(token))
             for raw in results for _, spec, attempt, token in flat(raw, 4)
@@ -150,20 +154,42 @@ class Dispatcher:
     # --- a worker's leases (the scheduler also releases dead ones) ---------------------------
 
     async def pop(self, queues: Sequence[str], count: int, lease_ms: int, token_base: str) -> list[Lease]:
-        """Lease up to `count` jobs: best priority first across `queues`, strictly FIFO within a priority of one.
+        """Lease up to `count` jobs (see take)."""
+        return (await self.take(queues, count, lease_ms, token_base)).leases
 
-        One queue: one round trip. Several: one pipelined peek at the heads of every ready set,
-        then one pipeline popping from the best ones (never a round trip per empty queue).
+    async def take(self, queues: Sequence[str], count: int, lease_ms: int, token_base: str) -> Taken:
+        """Lease up to `count` jobs: best priority first across `queues`, strictly FIFO within a priority
+        of one, within each queue's controls (pop.lua); says how long held-back work cannot start.
+
+        One queue: one round trip. Several: one pipelined peek at the heads of every ready set (and
+        their pause flags), then one pipeline popping from the best ones (never a round trip per
+        empty queue); when limits left slots unused, one more pass over the other queues.
         """
         if not queues or count <= 0:
-            return []
-        plan = [(queues[0], count)] if len(queues) == 1 else await self._share(queues, count)
+            return Taken([])
+        if len(queues) == 1:
+            taken, _ = await self._take([(queues[0], count)], lease_ms, token_base)
+            return taken
+        taken, held_back = await self._take(await self._share(queues, count), lease_ms, token_base)
+        short = count - len(taken.leases)
+        if short > 0 and held_back:
+            # A limit held some share back: offer the slots to the queues that did not come up short.
+            tried = {lease.spec.queue for lease in taken.leases} | set(held_back)
+            rest = [q for q in queues if q not in tried]
+            if rest:
+                more, _ = await self._take(await self._share(rest, short), lease_ms, f"{token_base}+")
+                merged = sorted([*taken.leases, *more.leases], key=lambda lease: -lease.spec.priority)
+                return Taken(merged, _sooner(taken.wait_ms, more.wait_ms))
+        return taken
+
+    async def _take(self, plan: list[tuple[str, int]], lease_ms: int, token_base: str) -> tuple[Taken, list[str]]:
+        """Pop by plan; also says which queues a limit or pause held back."""
+        held_back: list[str] = []
         if not plan:
-            return []
-        deadline, at = now_ms() + lease_ms, now_ms()
+            return Taken([]), held_back
         if len(plan) == 1:
             queue, n = plan[0]
-            results = [await self.scripts.call("pop", queue, [n, deadline, token_base, at])]
+            results = [await self.scripts.call("pop", queue, [n, lease_ms, token_base, PRIORITY_SHIFT])]
         else:
             # The tokens of the jobs we expect to take go in the same round trip; an estimate
             # (another worker may win some), and tokens are only a hint.
@@ -171,15 +197,20 @@ class Dispatcher:
 
             def fill(pipe: Pipeline) -> None:
                 for i, (queue, n) in enumerate(plan):
-                    self.scripts.add(pipe, "pop", queue, [n, deadline, f"{token_base}.{i}", at])
+                    self.scripts.add(pipe, "pop", queue, [n, lease_ms, f"{token_base}.{i}", PRIORITY_SHIFT])
                 if expected > 1:
                     pipe.ltrim(self.keys.wake, expected - 1, -1)
 
             results = (await self.pipelined(fill))[:len(plan)]
-        leases = [
-            Lease(decode_spec(spec, attempt), text(token))
-            for raw in results for _, spec, attempt, token in flat(raw, 4)
-        ]
+        wait = 0
+        leases: list[Lease] = []
+        for (queue, n), raw in zip(plan, results, strict=True):
+            at = int(raw[1])
+            got = [Lease(decode_spec(spec, attempt), text(token), at) for _, spec, attempt, token in flat(raw[2:], 4)]
+            if len(got) < n and int(raw[0]) != 0:
+                wait = _sooner(wait, int(raw[0]))
+                held_back.append(queue)
+            leases += got
         if len(plan) > 1:
             # Queue by queue as popped; merged best priority first (a stable sort keeps each queue's order).
             leases.sort(key=lambda lease: -lease.spec.priority)
@@ -187,7 +218,7 @@ class Dispatcher:
             # Every ready job left one wake token; the caller consumed one to get here, so taking
             # n jobs drops n - 1 more (else each would wake a worker, now or later, to find nothing).
             await self.redis.ltrim(self.keys.wake, len(leases) - 1, -1)
-        return leases
+        return Taken(leases, wait), held_back
 
     async def _share(self, queues: Sequence[str], count: int) -> list[tuple[str, int]]:
         """How many to pop from which queue, from one pipelined peek at every ready set's head."""
@@ -195,24 +226,40 @@ class Dispatcher:
         def peek(pipe: Pipeline) -> None:
             for queue in queues:
                 pipe.zrange(self.keys.queue(queue).ready, 0, count - 1, withscores=True)
+                pipe.hexists(self.keys.queue(queue).config, "paused")
 
-        heads = await self.pipelined(peek)
-        return share_out(queues, [[score for _, score in head] for head in heads], count)
+        raw = await self.pipelined(peek)
+        # A paused queue's backlog must not take the shares of queues that can start work.
+        heads = [
+            [] if paused else [score for _, score in head] for head, paused in zip(raw[::2], raw[1::2], strict=True)
+        ]
+        return share_out(queues, heads, count)
 
     async def wait_for_work(self, timeout_s: float) -> None:
         """Block until a push or promotion signals new work, or the timeout passes."""
         await self.redis.blpop([self.keys.wake], timeout=timeout_s)
 
     async def heartbeat(self, leases: Iterable[Lease], lease_ms: int) -> set[uuid.UUID]:
-        """Extend leases; returns the ids this worker no longer owns."""
-        deadline = now_ms() + lease_ms
-        calls = ((q, [deadline, *owned(g)]) for q, g in by_queue(leases, lambda lease: lease.spec.queue).items())
+        """Extend leases to Redis TIME + lease_ms; returns the ids this worker no longer owns."""
+        calls = ((q, [lease_ms, *owned(g)]) for q, g in by_queue(leases, lambda lease: lease.spec.queue).items())
         return {uuid.UUID(text(x)) for lost in await self.scripts.each("heartbeat", calls) for x in lost}
 
     async def release(self, leases: Iterable[Lease]) -> int:
         """Give back leases (finished attempts, or dead ones) and forget their jobs; returns how many were owned."""
         calls = ((q, owned(g)) for q, g in by_queue(leases, lambda lease: lease.spec.queue).items())
-        return sum(int(n) for n in await self.scripts.each("release", calls))
+        results = await self.scripts.each("release", calls)
+        freed = sum(int(slots) for _, slots in results)
+        if freed:
+            await self._wake(freed)  # a concurrency slot came free: whoever waits on it may start now
+        return sum(int(done) for done, _ in results)
+
+    async def release_each(self, leases: Sequence[Lease]) -> list[bool]:
+        """Release leases one script call each, in one round trip; True where the token still owned it."""
+        results = await self.scripts.each("release", ((lease.spec.queue, owned([lease])) for lease in leases))
+        freed = sum(int(slots) for _, slots in results)
+        if freed:
+            await self._wake(freed)
+        return [bool(int(done)) for done, _ in results]
 
     # --- cancel flags (the api's) ------------------------------------------------------------
 
@@ -256,6 +303,15 @@ class Dispatcher:
             pipe.ltrim(self.keys.wake, 0, WAKE_TOKENS_MAX - 1)
             await pipe.execute()
 
+    async def config_fields(self, queues: Sequence[str]) -> list[dict[str, str]]:
+        """The raw config hashes of several queues (one round trip): what the reconciler compares."""
+
+        def fill(pipe: Pipeline) -> None:
+            for queue in queues:
+                pipe.hgetall(self.keys.queue(queue).config)
+
+        return [{text(k): text(v) for k, v in raw.items()} for raw in await self.pipelined(fill)]
+
     async def dispatch_config(self, queue: str) -> DispatchConfig:
         """The controls pop.lua obeys for a queue right now."""
         return DispatchConfig.from_fields(await self.redis.hgetall(self.keys.queue(queue).config))
@@ -271,24 +327,10 @@ class Dispatcher:
         groups = by_queue(jobs, lambda job: job.queue)
         if not groups:
             return {}
-
-        def fill(pipe: Pipeline) -> None:
-            for queue, group in groups.items():
-                keys = self.keys.queue(queue)
-                pipe.hget(keys.config, "paused")
-                for job in group:
-                    pipe.zrank(keys.ready, str(job.job_id))
-
-        raw = await self.pipelined(fill)
+        results = await self.scripts.each("waits", ((q, wait_args(g)) for q, g in groups.items()))
         out: dict[uuid.UUID, WaitState] = {}
-        at = 0
-        for group in groups.values():
-            paused = raw[at] is not None
-            at += 1
-            for job in group:
-                rank = raw[at]
-                at += 1
-                out[job.job_id] = WaitState(paused=paused, ready=rank is not None, ahead=rank)
+        for group, raw in zip(groups.values(), results, strict=True):
+            out.update(wait_states_of(group, raw))
         return out
 
     async def held(self, refs: Iterable[JobRef]) -> set[uuid.UUID]:
@@ -328,8 +370,38 @@ class Dispatcher:
         return sorted(text(n) for n in await self.redis.smembers(self.keys.queues))
 
     async def depth(self, queue: str) -> int:
-        """Jobs waiting in a queue's ready set."""
-        return int(await self.redis.zcard(self.keys.queue(queue).ready))
+        """Jobs waiting in a queue's dispatch order (ready or in their lane): held, neither delayed nor leased."""
+        keys = self.keys.queue(queue)
+
+        def fill(pipe: Pipeline) -> None:
+            pipe.hlen(keys.state)
+            pipe.zcard(keys.delayed)
+            pipe.zcard(keys.leases)
+
+        held, delayed, leased = await self.pipelined(fill)
+        return max(0, int(held) - int(delayed) - int(leased))
+
+    async def age_due(self, queues: Sequence[str] | None = None, limit: int = 1000) -> int:
+        """Move up the waiting jobs whose aging step is due (queues with `age`); returns how many moved."""
+        names = await self.queues() if queues is None else list(queues)
+        results = await self.scripts.each("age", ((q, [limit, PRIORITY_SHIFT]) for q in names))
+        return sum(int(n) for n in results)
+
+    async def restore_rate_log(
+        self, queue: str, queue_starts: Sequence[tuple[str, int]], key_starts: Sequence[tuple[str, str, int]]
+    ) -> None:
+        """Put back starts Redis lost (from Postgres): (attempt id, ms) into the queue's log, (key, attempt
+        id, ms) into the key log; an entry already there is not added twice."""
+        keys = self.keys.queue(queue)
+
+        def fill(pipe: Pipeline) -> None:
+            if queue_starts:
+                pipe.zadd(keys.rlog, {f"r:{name}": ms for name, ms in queue_starts}, nx=True)
+            if key_starts:
+                pipe.zadd(keys.krlog, {f"{key}\0{ms:013d}\0r:{name}": 0 for key, name, ms in key_starts}, nx=True)
+
+        if queue_starts or key_starts:
+            await self.pipelined(fill)
 
     async def _wake(self, jobs: int) -> None:
         """One wake token per job made ready (at most WAKE_TOKENS_MAX kept)."""
@@ -339,6 +411,13 @@ class Dispatcher:
             pipe.ltrim(self.keys.wake, 0, WAKE_TOKENS_MAX - 1)
 
         await self.pipelined(fill)
+
+
+def _sooner(a: int, b: int) -> int:
+    """The more urgent of two pop wait hints (a positive wait beats 'wait for a wake')."""
+    if a == 0 or (b > 0 and (a < 0 or b < a)):
+        return b
+    return a
 
 
 def connect(url: str, *, timeout_s: float = 5.0, max_connections: int = 64) -> Redis:

@@ -52,6 +52,7 @@ class Lease:
 
     spec: JobSpec
     token: str
+    started_ms: int = 0  # Redis TIME of the pop that leased it (0: not known)
 
     @property
     def job_id(self) -> uuid.UUID:
@@ -60,6 +61,15 @@ class Lease:
     @property
     def ref(self) -> JobRef:
         return JobRef.of(self.spec)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a pop took, and how long nothing more can be taken (`wait_ms`: 0 not held, -1 paused,
+    -2 a concurrency limit is full and a release wakes the workers, > 0 until a rate window frees)."""
+
+    leases: list[Lease]
+    wait_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,16 @@ class Forget:
     queue: str
     job_id: uuid.UUID
     up_to_attempt: int
+
+
+KEY_SEP = "\x1f"
+
+
+def packed_keys(spec: JobSpec) -> str:
+    """The job's scheduling keys as the scripts take them ('' when it has none: the plain path)."""
+    if spec.fairness_key is None and spec.rate_limit_key is None and spec.concurrency_key is None:
+        return ""
+    return KEY_SEP.join((spec.fairness_key or "", spec.rate_limit_key or "", spec.concurrency_key or ""))
 
 
 def by_queue(items: Iterable[T], queue_of: Callable[[T], str]) -> dict[str, list[T]]:

@@ -4,6 +4,9 @@ Every script works on one queue: its KEYS are the queue keys named here, in this
 `-- KEYS:` line atop each `.lua` file says the same; a test holds them together). Each file
 starts with `#!lua`: with it, Redis 7+ and Valkey refuse a script that touches a key outside
 the hash slot of its KEYS, where a script without it runs in a lenient compatibility mode.
+
+The scripts that order, lease and limit jobs share `_lib.lua` (fair scores, lanes, slots): it is
+inserted after their `#!lua` line, and they all start their KEYS with the same COMMON layout.
 """
 
 from __future__ import annotations
@@ -19,21 +22,37 @@ from redis.exceptions import NoScriptError
 
 from shared.dispatch.keys import Keys, QueueKeys
 
+# The first KEYS of every script built on _lib.lua, in this order (the library names them by index).
+COMMON: tuple[str, ...] = (
+    "ready", "delayed", "state", "fair", "jobkeys", "lanes", "held", "aging", "config", "leases", "owners", "specs",
+    "running",
+)
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
-    "push": ("ready", "delayed", "leases", "owners", "specs", "state", "seq"),
-    "pop": ("ready", "leases", "owners", "specs", "state", "cancelled"),
+    "push": COMMON,
+    "pop": (*COMMON, "cancelled", "rlog", "krlog"),
     "heartbeat": ("leases", "owners"),
-    "release": ("leases", "owners", "specs", "state"),
-    "promote": ("delayed", "ready", "specs", "state", "seq", "cancelled"),
+    "release": COMMON,
+    "promote": (*COMMON, "cancelled"),
+    "age": COMMON,
+    "waits": (*COMMON, "rlog", "krlog"),
     "expired": ("leases", "owners", "specs", "state"),
-    "forget": ("ready", "delayed", "leases", "specs", "state"),
+    "forget": COMMON,
     "cancel": ("cancelled", "leases", "state"),
 }
+WITH_LIB = frozenset(name for name, keys in SCRIPT_KEYS.items() if keys[:len(COMMON)] == COMMON)
+
+
+def _file(name: str) -> str:
+    return resources.files("shared.dispatch").joinpath("scripts", f"{name}.lua").read_text()
 
 
 def source(name: str) -> str:
-    """The text of `scripts/<name>.lua`."""
-    return resources.files("shared.dispatch").joinpath("scripts", f"{name}.lua").read_text()
+    """The text Redis runs for script `name`: `scripts/<name>.lua`, `_lib.lua` after its first line if it uses it."""
+    text = _file(name)
+    if name not in WITH_LIB:
+        return text
+    first, rest = text.split("\n", 1)
+    return f"{first}\n{_file('_lib')}{rest}"
 
 
 def script_keys(name: str, queue: QueueKeys) -> list[str]:

@@ -14,9 +14,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from deploy.local.servers import ValkeyServer, free_port
-from shared.dispatch.keys import ready_score
+from shared.dispatch.keys import FAIR_UNIT, PRIORITY_SHIFT, ready_score
 from shared.dispatch.protocol import Dispatcher, Forget, JobRef, connect, now_ms
-from shared.dispatch.scripts import SCRIPT_KEYS, source
+from shared.dispatch.records import WaitingJob
+from shared.dispatch.scripts import COMMON, SCRIPT_KEYS, WITH_LIB, source
 from shared.models import JobSpec
 from tests.fixtures.polling import poll_until
 
@@ -62,7 +63,11 @@ async def test_ready_scores_are_the_python_formula(dispatcher: Dispatcher, redis
     first, second = spec(priority=3), spec(priority=3)
     await dispatcher.push([(first, 0), (second, 0)])
     scores = dict(await redis.zrange(dispatcher.keys.queue("q").ready, 0, -1, withscores=True))
-    assert scores == {str(first.job_id).encode(): ready_score(3, 1), str(second.job_id).encode(): ready_score(3, 2)}
+    # One key alone (the default key of keyless jobs) steps its band's virtual time by FAIR_UNIT: FIFO.
+    assert scores == {
+        str(first.job_id).encode(): ready_score(3, FAIR_UNIT),
+        str(second.job_id).encode(): ready_score(3, 2 * FAIR_UNIT),
+    }
 
 
 async def test_push_is_idempotent_and_a_popped_job_is_leased(dispatcher: Dispatcher) -> None:
@@ -354,8 +359,11 @@ def test_every_script_declares_the_keys_it_touches() -> None:
         assert [part.split()[1] for part in header.group(1).split(", ")] == list(attrs), name
         # The first argument of every redis.call is a declared key: no key built inside a script.
         for command, first in re.findall(r"redis\.call\('(\w+)', ([^,)]+)", text):
-            assert re.fullmatch(r"KEYS\[\d\]", first), f"{name}.lua: {command} on {first}"
-        assert "4398046511104" not in text  # the priority shift lives in keys.py only
+            assert re.fullmatch(r"KEYS\[\d+\]", first), f"{name}.lua: {command} on {first}"
+        assert str(PRIORITY_SHIFT) not in text  # the priority shift lives in keys.py only
+        # _lib.lua names keys by index: every script it is part of starts with the same layout.
+        assert (name in WITH_LIB) == (attrs[:len(COMMON)] == COMMON), name
+        assert ("local function enqueue" in text) == (name in WITH_LIB), name
 
 
 async def workout(d: Dispatcher) -> None:
@@ -377,6 +385,9 @@ async def workout(d: Dispatcher) -> None:
     assert await d.forget([Forget("a", later.job_id, 0)]) == 0  # held at attempt 1: newer than the bound
     assert {lease.job_id for lease in await d.pop(["a"], 5, 5_000, "w")} == {a.job_id, later.job_id}
     assert await d.depth("a") == 0 and await d.queues() == ["a", "b"]
+    assert await d.age_due(["a"]) == 0
+    states = await d.wait_states([WaitingJob("a", a.job_id), WaitingJob("b", b.job_id, "k", "k")])
+    assert not states[a.job_id].ready and states[b.job_id].rate is None
 
 
 async def test_every_script_call_stays_in_one_hash_slot(

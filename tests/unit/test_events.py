@@ -61,8 +61,9 @@ def test_every_event_type_goes_to_its_documented_topic() -> None:
     assert {kind.value: events.TOPIC_OF[kind] for kind in events.EventType} == DOCUMENTED_TOPICS
     assert {events.TYPE_OF_TOPIC[topic].value: topic for topic in events.JOB_TOPICS} == DOCUMENTED_TOPICS
     assert set(events.ALL_TOPICS) == {*DOCUMENTED_TOPICS.values(), "alerts"}
-    # DESIGN §6: batch_completed goes to jobs.batches, which every cluster creates with the others.
-    assert set(events.CLUSTER_TOPICS) == {*DOCUMENTED_TOPICS.values(), "alerts", "jobs.batches"}
+    # DESIGN §6: batch_completed goes to jobs.batches, which every cluster creates with the others;
+    # worker_started/worker_stopped go to `workers` (an addition to §6).
+    assert set(events.CLUSTER_TOPICS) == {*DOCUMENTED_TOPICS.values(), "alerts", "jobs.batches", "workers"}
 
 
 def test_every_event_type_has_the_rank_of_the_staleness_rule() -> None:

@@ -23,11 +23,19 @@ def test_linear_fixed_and_none() -> None:
 
 
 @given(attempt=st.integers(1, 60), base=st.integers(0, 10_000), cap=st.integers(0, 100_000), seed=st.integers())
-def test_jitter_stays_between_half_and_the_full_delay(attempt: int, base: int, cap: int, seed: int) -> None:
+def test_full_jitter_stays_between_zero_and_the_full_delay(attempt: int, base: int, cap: int, seed: int) -> None:
+    # DESIGN §5: `jitter` is full jitter over the computed delay.
     plain = RetryPolicy(base_delay_ms=base, max_delay_ms=cap, jitter=False).delay_ms(attempt)
     jittered = RetryPolicy(base_delay_ms=base, max_delay_ms=cap).delay_ms(attempt, random.Random(seed))
-    assert plain // 2 - 1 <= jittered <= plain
-    assert plain <= cap
+    assert 0 <= jittered <= plain <= cap
+
+
+def test_full_jitter_spreads_over_the_whole_range() -> None:
+    p = RetryPolicy(strategy="fixed", base_delay_ms=10_000)
+    delays = [p.delay_ms(1, random.Random(seed)) for seed in range(400)]
+    # Equal jitter would never go below half; full jitter covers [0, 10000] evenly.
+    assert sum(d < 5000 for d in delays) > 120 and sum(d < 1000 for d in delays) > 10
+    assert max(delays) <= 10_000
 
 
 def test_camel_case_input_is_accepted() -> None:

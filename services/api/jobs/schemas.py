@@ -137,6 +137,22 @@ class ErrorView(CamelModel):
     retryable: bool
 
 
+class LateResult(CamelModel):
+    """A result that arrived after its attempt had ended otherwise (its worker lost the lease): never applied.
+
+    `outcome`: what the late worker reported (completed, retry, failed, cancelled, or abandoned: its
+    handler was stopped when it found the lease gone); `reason`: lease_lost (the worker knew) or
+    attempt_already_ended (the scheduler saw it arrive after the attempt was recorded as ended).
+    """
+
+    outcome: Literal["completed", "retry", "failed", "cancelled", "abandoned"]
+    at: datetime
+    worker_id: str | None
+    rejected: bool
+    reason: Literal["lease_lost", "attempt_already_ended"]
+    error: ErrorView | None = None
+
+
 class AttemptView(CamelModel):
     """One row of `attemptHistory`."""
 
@@ -146,6 +162,15 @@ class AttemptView(CamelModel):
     started_at: datetime | None
     ended_at: datetime | None
     error: ErrorView | None
+    late_result: LateResult | None = None
+
+
+class LogLine(CamelModel):
+    """One line a handler logged with `ctx.log(message)`."""
+
+    at: datetime
+    attempt: int
+    message: str
 
 
 WaitingCode = Literal[
@@ -198,6 +223,8 @@ class JobView(CamelModel):
     idempotency_key: str | None
     cancel_reason: str | None
     cancel_requested: bool
+    logs: list[LogLine] = Field(description="The handler's last 200 log lines (`ctx.log`), oldest first.")
+    checkpoint: Any = Field(description="The handler's last checkpoint (`ctx.checkpoint`, JSON), null if none.")
     rate_limit_key: str | None
     concurrency_key: str | None
     fairness_key: str | None

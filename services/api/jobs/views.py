@@ -23,6 +23,7 @@ def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
         "startedAt": row["started_at"],
         "endedAt": row["ended_at"],
         "error": row["error"],
+        "lateResult": row.get("late_result"),
     }
 
 
@@ -61,6 +62,8 @@ def job_view(
         "idempotencyKey": row["idempotency_key"],
         "cancelReason": row["cancel_reason"],
         "cancelRequested": row["cancel_requested"],
+        "logs": row["logs"],
+        "checkpoint": row["checkpoint"],
         "rateLimitKey": row["rate_limit_key"],
         "concurrencyKey": row["concurrency_key"],
         "fairnessKey": row["fairness_key"],

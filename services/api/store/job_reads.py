@@ -19,13 +19,14 @@ EXISTING_IDS = "SELECT id FROM jobs WHERE tenant = $1 AND id = ANY($2::uuid[])"
 JOB_COLUMNS = """
 id, queue, job_type, status, priority, payload, max_attempts, attempts, retry, timeout_ms, created_at, updated_at,
 scheduled_for, started_at, completed_at, result, error, progress, tags, depends_on, batch_id, callback_url,
-idempotency_key, cancel_reason, cancel_requested, next_run_at, rate_limit_key, concurrency_key, fairness_key
+idempotency_key, cancel_reason, cancel_requested, logs, checkpoint, next_run_at, rate_limit_key, concurrency_key,
+fairness_key
 """
 
 GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant = $2"
 
 ATTEMPTS_OF = """
-SELECT job_id, attempt, status, worker_id, started_at, ended_at, error
+SELECT job_id, attempt, status, worker_id, started_at, ended_at, error, late_result
 FROM job_attempts WHERE job_id = ANY($1::uuid[]) ORDER BY job_id, attempt
 """
 

@@ -17,7 +17,8 @@ from shared.models import TERMINAL, JobStatus
 COLUMNS = (
     "id, tenant, queue, job_type, status, priority, payload, max_attempts, retry, timeout_ms,"
     " scheduled_for, depends_on, attempts, state_attempt, state_rank, created_at, updated_at,"
-    " next_run_at, started_at, trace_parent, cancel_requested"
+    " next_run_at, started_at, trace_parent, cancel_requested, rate_limit_key, concurrency_key, fairness_key,"
+    " checkpoint"
 )
 # `('cancelled', 'completed', 'failed')`: the SQL spelling of shared.models.TERMINAL.
 TERMINAL_SQL = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL)) + ")"

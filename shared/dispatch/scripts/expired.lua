@@ -1,10 +1,12 @@
 #!lua
--- Read (never change) the leases of one queue whose deadline passed: the scheduler records the
--- lost attempts in Postgres first, then moves Redis.
+-- Read (never change) the leases of one queue whose deadline passed by Redis TIME: the scheduler
+-- records the lost attempts in Postgres first, then moves Redis.
 -- KEYS: 1 leases, 2 owners, 3 specs, 4 state
--- ARGV: 1 now ms, 2 limit
+-- ARGV: 1 limit
 -- Returns a flat array: id, spec, attempt, token, ...
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local out = {}
 for _, id in ipairs(ids) do
   local token = redis.call('HGET', KEYS[2], id)

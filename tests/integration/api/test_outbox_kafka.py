@@ -73,8 +73,7 @@ async def test_the_sweep_publishes_the_submitted_envelope(
     envelope = check_submitted_envelope(record, job_id, body)
     data = envelope["data"]
     assert data["priority"] == 7 and data["payload"] == {"src": "a.png"} and data["maxAttempts"] == 3
-    # No policy given: null, and the job type's or the queue's default applies when it fails (issue 9).
-    assert data["retry"] is None
+    assert data["retry"] is None  # none given (the worker resolves the default)
     assert data["timeoutMs"] == 1000 and data["tags"] == ["x"] and data["dependsOn"] == []
     assert data["batchId"] is None and data["callbackUrl"] == "https://example.com/hook"
     job = (await api.client.get(f"/api/v1/jobs/{job_id}")).json()

@@ -55,7 +55,7 @@ async def test_defaults_and_snake_case_input(api: Api) -> None:
     assert job["maxAttempts"] == 2
     assert job["priority"] == 5
     assert job["payload"] == {}
-    assert job["retry"] is None  # none given: the job type's or the queue's default applies (issue 9)
+    assert job["retry"] is None  # none given: the worker applies its type's, else its queue's, else the default
     assert job["scheduledFor"] is None
     assert job["dependsOn"] == [] and job["batchId"] is None
 

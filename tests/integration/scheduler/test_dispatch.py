@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from services.scheduler.rows import to_ms
+from shared.dispatch.config import DispatchConfig
+from shared.dispatch.protocol import Lease
 from shared.events import EventType, utcnow
 from tests.fixtures.polling import poll_until
 from tests.integration.scheduler.conftest import Harness
@@ -92,3 +94,26 @@ async def test_a_burst_of_submissions_is_dispatched_in_priority_order(harness: H
     ready = await harness.wait_ready(*jobs)
     priorities = {j: i % 11 for i, j in enumerate(jobs)}
     assert [priorities[j] for j in ready] == sorted(priorities.values(), reverse=True)
+
+
+async def test_a_jobs_scheduling_keys_reach_redis_and_its_limits(harness: Harness) -> None:
+    await harness.start()
+    await harness.dispatcher.configure("q", DispatchConfig(key_concurrency=1))
+    first, second = await harness.insert(), await harness.insert()
+    for job in (first, second):
+        await harness.pool.execute(
+            "UPDATE jobs SET rate_limit_key = 'r', concurrency_key = 'c', fairness_key = 'f' WHERE id = $1", job
+        )
+        await harness.submit(job)
+        await harness.wait_status(job, "queued")
+
+    async def popped() -> list[Lease]:
+        return await harness.dispatcher.pop(["q"], 10, 5000, "test")
+
+    [lease] = await poll_until(popped, lambda leases: len(leases) == 1, timeout_s=15)
+    spec = lease.spec
+    assert (spec.rate_limit_key, spec.concurrency_key, spec.fairness_key) == ("r", "c", "f")
+    assert await harness.dispatcher.pop(["q"], 10, 5000, "test") == []  # key "c" runs one at a time
+    await harness.dispatcher.release([lease])
+    [after] = await harness.dispatcher.pop(["q"], 10, 5000, "test")
+    assert {lease.job_id, after.job_id} == {first, second}

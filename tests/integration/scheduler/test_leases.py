@@ -76,3 +76,25 @@ async def test_a_lease_that_expires_after_the_job_finished_does_not_run_it_again
     await poll_until(lambda: harness.redis_attempt(job), lambda attempt: attempt is None, timeout_s=10)
     assert await harness.ready_ids() == []
     assert not [e for e in harness.tap.events[before:] if e.job_id == job and e.type is EventType.RETRY]
+
+
+async def test_a_lease_lost_before_the_job_started_is_handed_out_again_at_the_same_attempt(harness: Harness) -> None:
+    # Popped, then the worker died before Kafka acknowledged its `started`: nothing ran, so
+    # nothing is used up (with one attempt allowed, the job must still get its one run).
+    await harness.start()
+    job = await harness.insert(max_attempts=1)
+    await harness.submit(job)
+    await harness.wait_status(job, "queued")
+    [lost] = await harness.dispatcher.pop(["q"], 1, 300, "doomed-worker")
+    ready = await poll_until(harness.ready_ids, lambda ids: ids == [job], timeout_s=10)
+    assert ready == [job]
+    assert await harness.redis_attempt(job) == 1
+    row = await harness.row(job)
+    assert (row["status"], row["state_attempt"], row["state_rank"], row["attempts"]) == ("queued", 1, 1, 0)
+    assert await harness.attempts(job) == []
+    [again] = await harness.dispatcher.pop(["q"], 1, 5000, "healthy-worker")
+    assert (again.spec.attempt, again.spec.max_attempts) == (1, 1)
+    assert again.token != lost.token  # the generation is the lease token: the dead worker is fenced out
+    assert await harness.dispatcher.heartbeat([lost], 5000) == {job}
+    assert await harness.dispatcher.release([lost]) == 0
+    assert not [e for e in harness.tap.events if e.job_id == job and e.type in (EventType.RETRY, EventType.FAILED)]

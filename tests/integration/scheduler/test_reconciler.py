@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from services.scheduler.service import SchedulerService
 from services.scheduler.store.reconcile import LOCK_KEY
 from shared.events import EventType, utcnow
+from shared.settings import SchedulerSettings
 from tests.fixtures.polling import eventually, poll_until
 from tests.integration.scheduler.conftest import Harness
 from tests.integration.scheduler.support import worker_event
@@ -63,13 +64,26 @@ async def test_queued_jobs_lost_by_redis_are_dispatched_again(harness: Harness) 
     ready = await poll_until(harness.ready_ids, lambda ids: sorted(ids) == sorted(jobs), timeout_s=20)
     assert len(ready) == 3
     for job in jobs:
-        assert await harness.redis_attempt(job) == 2
-        # Redis moves first; the promoter's transaction records the attempt right after.
-        row = await poll_until(lambda: harness.row(job), lambda r: r["state_attempt"] == 2, timeout_s=15)  # noqa: B023
-        assert (row["status"], row["state_rank"]) == ("queued", 1)
-        dispatched = await harness.tap.wait(job, EventType.DISPATCHED, count=2)
-        assert [e.attempt for e in dispatched] == [1, 2]
+        # The same attempt again: no worker ever started attempt 1, so it is not used up.
+        assert await harness.redis_attempt(job) == 1
+        row = await harness.row(job)
+        assert (row["status"], row["state_attempt"], row["state_rank"], row["attempts"]) == ("queued", 1, 1, 0)
+        assert await harness.attempts(job) == []
+        dispatched = await harness.tap.wait(job, EventType.DISPATCHED)
+        assert [e.attempt for e in dispatched] == [1]
+        assert not [e for e in harness.tap.events if e.job_id == job and e.type is EventType.RETRY]
     assert _reconciled("queued") - before == 3
+
+
+async def test_a_redispatched_job_with_one_attempt_still_runs_once(harness: Harness) -> None:
+    await harness.start(reconcile_interval_s=0.5, reconcile_grace_s=0.5)
+    job = await harness.insert(max_attempts=1)
+    await harness.submit(job)
+    await harness.wait_status(job, "queued")
+    await harness.lose_redis_data()
+    await harness.wait_ready(job)
+    [lease] = await harness.dispatcher.pop(["q"], 1, 5000, "worker-after-the-loss")
+    assert (lease.spec.attempt, lease.spec.max_attempts) == (1, 1)  # 1 of 1, not 2 of 1
 
 
 async def test_a_job_is_repaired_only_when_a_second_pass_still_misses_it(harness: Harness) -> None:
@@ -175,3 +189,12 @@ async def test_nothing_is_compared_while_the_consumer_lags(harness: Harness) -> 
     service.handler.lag.seconds = 0.0
     await run_pass(service)
     assert (await run_pass(service))["queued"] == 1
+
+
+def test_the_default_settings_rebuild_what_redis_lost_within_a_minute() -> None:
+    # A row changed just before the loss is left alone for the grace, suspected on the next pass
+    # and repaired on the one after: grace + two intervals, with room left for the passes themselves,
+    # the promotion and the lease check.
+    settings = SchedulerSettings()
+    assert settings.reconcile_grace_s + 2 * settings.reconcile_interval_s <= 45
+    assert settings.promote_interval_s <= 1 and settings.lease_check_interval_s <= 2

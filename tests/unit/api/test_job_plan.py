@@ -71,17 +71,14 @@ def test_submitted_event_carries_the_contract() -> None:
     assert event.job_id == job.id and event.queue == "q" and event.job_type == "t"
     assert event.data == {
         "priority": 2, "payload": {"p": 1}, "maxAttempts": 3,
-        "retry": None,  # none given: the job type's or the queue's default applies (issue 9)
+        "retry": None,  # none given: the worker resolves the job type's or the queue's default
         "timeoutMs": None, "runAt": (NOW + timedelta(milliseconds=10)).isoformat(), "dependsOn": [str(dep)],
         "tags": ["a"], "batchId": str(batch), "callbackUrl": "https://h/x",
     }
     assert "tenant" not in event.to_wire()
-
-
-def test_submitted_event_carries_a_given_retry_policy() -> None:
-    job = plan_job(sub(retry={"strategy": "fixed"}), [], now=NOW, max_payload_bytes=100)
-    assert submitted_event(job, "acme").data["retry"] == {
-        "strategy": "fixed", "baseDelayMs": 1000, "maxDelayMs": 300000, "factor": 2.0, "jitter": True,
+    own = plan_job(sub(retry={"strategy": "fixed", "baseDelayMs": 10}), [], now=NOW, max_payload_bytes=100)
+    assert submitted_event(own, "acme", None).data["retry"] == {
+        "strategy": "fixed", "baseDelayMs": 10, "maxDelayMs": 300000, "factor": 2.0, "jitter": True,
     }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from services.worker.context import JobContext, ProgressSink
+from services.worker.context import JobContext, ProgressSink, Report
 from shared.models import JobSpec, RetryPolicy
 
 
@@ -19,15 +19,24 @@ def make_spec(job_type: str = "noop", payload: dict[str, Any] | None = None, **e
 
 
 class ProgressLog:
-    """A progress sink that records what it was sent."""
+    """A progress sink that records what it was sent: `reports` (percent, message) of the progress
+    reports, `sent` every report whole."""
 
     def __init__(self) -> None:
         self.reports: list[tuple[float, str | None]] = []
+        self.sent: list[Report] = []
         self._changed = asyncio.Event()
 
-    async def __call__(self, percent: float, message: str | None) -> None:
-        self.reports.append((percent, message))
+    async def __call__(self, report: Report) -> None:
+        self.sent.append(report)
+        if report.progress is not None:
+            self.reports.append((report.progress["percent"], report.progress.get("message")))
         self._changed.set()
+
+    @property
+    def lines(self) -> list[str]:
+        """Every log line sent, in order."""
+        return [line["message"] for report in self.sent for line in report.logs]
 
     async def wait_for(self, count: int, timeout_s: float = 2.0) -> None:
         """Until at least `count` reports arrived (progress is sent by a task of its own)."""

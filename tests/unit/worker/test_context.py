@@ -8,7 +8,7 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from services.worker.context import CancelSignal
+from services.worker.context import CancelSignal, Report
 from tests.unit.worker.helpers import ProgressLog, make_ctx, make_spec
 
 
@@ -27,8 +27,8 @@ async def test_progress_reports_coalesce_while_one_is_in_flight() -> None:
     gate = asyncio.Event()
     seen = ProgressLog()
 
-    async def slow_sink(percent: float, message: str | None) -> None:
-        await seen(percent, message)
+    async def slow_sink(report: Report) -> None:
+        await seen(report)
         await gate.wait()
 
     ctx = make_ctx(make_spec(), sink=slow_sink)
@@ -64,11 +64,11 @@ async def test_a_failing_sink_is_counted_and_logged_and_later_reports_still_go_o
     delivered = ProgressLog()
     failed = asyncio.Event()
 
-    async def kafka_down_once(percent: float, message: str | None) -> None:
+    async def kafka_down_once(report: Report) -> None:
         if not failed.is_set():
             failed.set()
             raise RuntimeError("kafka down")
-        await delivered(percent, message)
+        await delivered(report)
 
     spec = make_spec()
     ctx = make_ctx(spec, sink=kafka_down_once)
@@ -86,4 +86,62 @@ async def test_a_failing_sink_is_counted_and_logged_and_later_reports_still_go_o
     assert "kafka down" in record.getMessage()
     assert (record.job_id, record.queue, record.attempt, record.worker_id) == (  # type: ignore[attr-defined]
         str(spec.job_id), "q", 1, "w-test")
+    await ctx.close()
+
+
+async def test_progress_carries_current_total_stage_and_message() -> None:
+    log = ProgressLog()
+    ctx = make_ctx(make_spec(), sink=log)
+    await ctx.progress(3, 12, stage="download", message="3 of 12 files")
+    await log.wait_for(1)
+    assert log.sent[0].progress == {
+        "percent": 25.0, "current": 3.0, "total": 12.0, "stage": "download", "message": "3 of 12 files",
+    }
+    await ctx.progress(5, 0)  # an unknown total reads as 0 %, never a division error
+    await log.wait_for(2)
+    assert log.sent[-1].progress is not None and log.sent[-1].progress["percent"] == 0.0
+    await ctx.close()
+
+
+async def test_log_lines_are_bounded_and_batched_while_a_report_is_in_flight() -> None:
+    gate = asyncio.Event()
+    seen = ProgressLog()
+
+    async def slow_sink(report: Report) -> None:
+        await seen(report)
+        await gate.wait()
+
+    ctx = make_ctx(make_spec(attempt=2), sink=slow_sink)
+    ctx.log("first")
+    await asyncio.sleep(0.01)  # "first" is now in flight
+    for n in range(250):
+        ctx.log(f"line {n}" + "x" * (2000 if n == 249 else 0))
+    gate.set()
+    await ctx.flush()
+    assert len(seen.sent) == 2
+    second = seen.sent[1]
+    assert len(second.logs) == 200 and second.dropped_logs == 50  # the newest 200 are kept
+    assert second.logs[0]["message"] == "line 50" and second.logs[0]["attempt"] == 2
+    assert len(second.logs[-1]["message"]) == 1000  # a line is bounded too
+    assert seen.lines[0] == "first"
+    await ctx.close()
+
+
+async def test_checkpoint_waits_for_its_report_and_becomes_the_state() -> None:
+    log = ProgressLog()
+    ctx = make_ctx(make_spec(checkpoint_state={"page": 3}), sink=log)
+    assert ctx.checkpoint_state == {"page": 3} and not ctx.checkpointed  # left by an earlier attempt
+    await ctx.checkpoint({"page": 4})
+    assert [r.checkpoint for r in log.sent] == [{"page": 4}]  # sent before checkpoint() returned
+    assert ctx.checkpoint_state == {"page": 4} and ctx.checkpointed
+    await ctx.close()
+
+
+async def test_checkpoint_refuses_what_is_not_json_or_too_large() -> None:
+    ctx = make_ctx(make_spec(), sink=ProgressLog())
+    with pytest.raises(ValueError, match="not JSON"):
+        await ctx.checkpoint({"when": object()})
+    with pytest.raises(ValueError, match="bytes"):
+        await ctx.checkpoint({"blob": "x" * 70_000})
+    assert ctx.checkpoint_state is None and not ctx.checkpointed
     await ctx.close()
