@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.support import TERMINAL, api, new_queue, submit
+from tests.e2e.support import TERMINAL, api, new_queue, submit, wait_for
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.polling import poll_until
 
@@ -177,9 +177,9 @@ async def test_a_rate_limited_job_says_so(cluster: Cluster) -> None:
 
         held = await poll_until(reason, lambda r: r is not None and r["code"] == "rate_limited", timeout_s=30)
         assert held["key"] is None  # the queue's own limit, not the job's key
-        assert datetime.fromisoformat(held["until"]) > datetime.fromisoformat(
-            (await client.get(f"/jobs/{first}")).json()["startedAt"]
-        )
+        first_job = await wait_for(client, first, {"completed"})  # its start took the window's one slot
+        assert datetime.fromisoformat(held["until"]) > started(first_job)
+        assert (await client.get(f"/jobs/{second}")).json()["status"] == "queued"
 
 
 @pytest.mark.cluster(services=("api", "scheduler"))
