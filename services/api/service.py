@@ -55,6 +55,8 @@ class ApiService(BaseService):
         self._relay = relay
         self.spawn("outbox-relay", relay.run())
         deps = ApiDeps(settings=s, pool=pool, dispatcher=Dispatcher(redis, s.redis_key_prefix), relay=relay)
+        # Queue config changes made through other replicas reach this one's submission rules at once.
+        self.spawn("queue-rules-listener", deps.queue_rules.listen(s.database_url))
         self._http = await self.serve_http(create_app(deps), s.api_port)
         log.info("api listening on http://%s:%d", s.host, s.api_port)
 

@@ -101,14 +101,17 @@ def plan_fires(cron: str, timezone: str, policy: str, due: datetime, now: dateti
     return Fires(fire_at, skipped, last_skipped, next_fire(cron, tz, now))
 
 
-def submitted(job_id: uuid.UUID, tenant: str, job: dict[str, Any], trace_parent: str) -> Envelope:
-    """The `submitted` event of a fired job: the data POST /jobs writes (DESIGN §6), without a run time."""
+def submitted(
+    job_id: uuid.UUID, tenant: str, job: dict[str, Any], trace_parent: str, max_attempts: int,
+) -> Envelope:
+    """The `submitted` event of a fired job: the data POST /jobs writes (DESIGN §6), without a run time;
+    `max_attempts` as stored (the template's, else the queue's default)."""
     return Envelope(
         type=EventType.SUBMITTED, job_id=job_id, queue=job["queue"], job_type=job["jobType"], attempt=0,
         tenant=tenant, trace_parent=trace_parent,
         data={
-            "priority": job["priority"], "payload": job["payload"], "maxAttempts": job["maxAttempts"],
-            "retry": job["retry"], "timeoutMs": job["timeoutMs"], "runAt": None, "dependsOn": [],
+            "priority": job["priority"], "payload": job["payload"], "maxAttempts": max_attempts,
+            "retry": job.get("retry"), "timeoutMs": job["timeoutMs"], "runAt": None, "dependsOn": [],
             "tags": job["tags"], "batchId": None, "callbackUrl": job["callbackUrl"],
         },
     )
@@ -152,8 +155,9 @@ class CronFirer:
                 for fire_at in fires.fire_at:
                     job_id, trace = uuid.uuid4(), job_traceparent()
                     key = idempotency_key(row["id"], fire_at)
-                    if await store.insert_fired_job(conn, row["tenant"], job_id, row["job"], key, trace):
-                        fx.events.append(submitted(job_id, row["tenant"], row["job"], trace))
+                    max_attempts = await store.insert_fired_job(conn, row["tenant"], job_id, row["job"], key, trace)
+                    if max_attempts is not None:
+                        fx.events.append(submitted(job_id, row["tenant"], row["job"], trace, max_attempts))
                 if fires.skipped:
                     log.info("schedule %s skipped %d missed fire times", row["id"], fires.skipped)
                 await store.advance(

@@ -86,7 +86,9 @@ async def dispatch_rows(conn: asyncpg.Connection, rows: Sequence[JobRow], fx: Ef
         [DEPENDENCY_FAILED if d.outcome is Outcome.CANCELLED else None for d in decisions],
         [d.row.status.value for d in decisions],
     )
-    for d in decisions:
+    # In submission order (rows come locked in id order): each push takes its queue's next sequence
+    # number, which keeps FIFO within a priority.
+    for d in sorted(decisions, key=lambda d: (d.row.created_at, d.row.id)):
         if d.row.id not in applied:
             continue
         done[d.outcome].append(d.row.id)

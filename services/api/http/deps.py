@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
 
+from services.api.queues.rules import QueueRulesCache
 from shared.dispatch.protocol import Dispatcher
 from shared.outbox import OutboxRelay, Outgoing
 from shared.settings import ApiSettings
@@ -21,6 +22,11 @@ class ApiDeps:
     pool: asyncpg.Pool
     dispatcher: Dispatcher | None = None
     relay: OutboxRelay | None = None
+    # Each replica's cache of the submission-time queue rules (maxLength, maxAttempts).
+    queue_rules: QueueRulesCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue_rules = QueueRulesCache(self.pool)
 
     def publish(self, outgoing: Outgoing) -> None:
         """Hand outbox rows just committed to the relay (tests without one sweep them instead)."""

@@ -23,6 +23,8 @@ PROBLEM_MEANINGS: dict[int, str] = {
     413: "The body is over 1 MiB, or a job's payload over 256 KiB",
     415: "The body is not `application/json` (or another `+json` type)",
     422: "Invalid fields or parameters; `errors` names each one",
+    429: "The queue is full (its backlog reached its `maxLength`); nothing was stored, not even the "
+         "idempotency key. Try again after `Retry-After` seconds (estimated from the queue's drain rate)",
     503: "Postgres or Redis did not answer in time; try again (`Retry-After`)",
 }
 
@@ -49,13 +51,16 @@ def problems(*statuses: int, meanings: dict[int, str] | None = None) -> dict[int
     """`responses=` entries for problem statuses; `meanings` replace the general ones for this route."""
     schema = {"$ref": _REF.format(model=Problem.__name__)}
     said = meanings or {}
-    return {
+    out: dict[int | str, dict[str, Any]] = {
         status: {
             "description": said.get(status, PROBLEM_MEANINGS[status]),
             "content": {PROBLEM_JSON: {"schema": schema}},
         }
         for status in statuses
     }
+    if 429 in out:
+        out[429]["headers"] = {"Retry-After": header("Whole seconds to wait before submitting again")}
+    return out
 
 
 def header(description: str, *, required: bool = True) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections import Counter
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import asyncpg
@@ -12,6 +13,7 @@ from services.api.http.problems import Conflict, FieldError, ValidationFailed
 from services.api.jobs.batch_plan import BatchPlan
 from services.api.jobs.events import submitted_event
 from services.api.jobs.job_plan import NewJob
+from services.api.queues.admission import QueueFull, check_room
 from services.api.store import batches, job_reads, job_writes
 from services.api.store.connections import connection, transaction
 from shared import outbox
@@ -33,10 +35,26 @@ class Accepted:
     outgoing: Outgoing = NOTHING
 
 
-async def accept_job(pool: asyncpg.Pool, tenant: str, job: NewJob) -> Accepted:
-    """Store one job and its event, or find the job its idempotency key already names."""
+async def accept_job(pool: asyncpg.Pool, tenant: str, job: NewJob, max_length: int | None = None) -> Accepted:
+    """Store one job and its event, or find the job its idempotency key already names.
+
+    `max_length`: the queue's; a full queue raises QueueFull (429) and stores nothing, unless the
+    idempotency key names an existing job, which is then answered as a replay.
+    """
     event = submitted_event(job, tenant)
-    if job.depends_on:
+    full: QueueFull | None = None
+    if max_length is not None:
+        async with transaction(pool) as conn:
+            full = await check_room(conn, job.queue, max_length, 1)
+            if full is None:
+                if job.depends_on:
+                    await _check_dependencies(conn, tenant, job)
+                outgoing = await job_writes.insert_one(conn, tenant, job, event)
+            elif job.idempotency_key is None:
+                raise full
+            else:
+                outgoing = None  # a replay of a job stored earlier is still answered
+    elif job.depends_on:
         async with transaction(pool) as conn:
             await _check_dependencies(conn, tenant, job)
             outgoing = await job_writes.insert_one(conn, tenant, job, event)
@@ -50,6 +68,8 @@ async def accept_job(pool: asyncpg.Pool, tenant: str, job: NewJob) -> Accepted:
     async with connection(pool) as conn:
         found = await job_reads.find_by_idempotency_keys(conn, tenant, [job.idempotency_key])
     existing = found.get(job.idempotency_key)
+    if existing is None and full is not None:
+        raise full
     if existing is None or existing["request_hash"] != job.request_hash:
         raise Conflict(
             "this idempotency key was used for a different request",
@@ -67,8 +87,13 @@ async def _check_dependencies(conn: asyncpg.Connection, tenant: str, job: NewJob
         )
 
 
-async def accept_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> tuple[uuid.UUID, Outgoing]:
-    """Store a batch: one job_batches row, every job and every event, all or nothing."""
+async def accept_batch(
+    pool: asyncpg.Pool, tenant: str, plan: BatchPlan, max_lengths: Mapping[str, int] | None = None,
+) -> tuple[uuid.UUID, Outgoing]:
+    """Store a batch: one job_batches row, every job and every event, all or nothing.
+
+    `max_lengths`: of the batch's queues that have one; the batch must fit in each (else QueueFull).
+    """
     batch_id = uuid.uuid4()
     jobs = plan.jobs
     async with transaction(pool) as conn:
@@ -86,6 +111,12 @@ async def accept_batch(pool: asyncpg.Pool, tenant: str, plan: BatchPlan) -> tupl
             used = await job_reads.find_by_idempotency_keys(conn, tenant, list(keyed))
             if used:
                 raise _keys_used(keyed, set(used))
+        if max_lengths:
+            adding = Counter(j.queue for j in jobs)
+            for queue in sorted(max_lengths):  # one lock order for every transaction: no deadlock
+                full = await check_room(conn, queue, max_lengths[queue], adding[queue])
+                if full is not None:
+                    raise full
         await batches.insert_batch(conn, tenant, batch_id, len(jobs), plan.callback_url)
         trace = job_traceparent()  # one trace for the whole batch
         inserted = await job_writes.insert_jobs(conn, tenant, batch_id, jobs, trace)

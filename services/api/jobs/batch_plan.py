@@ -38,8 +38,14 @@ def _cyclic(edges: dict[int, set[int]], count: int) -> list[int]:
     return sorted(i for i, n in waiting_on.items() if n > 0)
 
 
-def plan_batch(batch: BatchSubmission, *, now: datetime, max_payload_bytes: int) -> BatchPlan:
-    """Resolve refs to ids and check the batch; raises one problem listing every bad field."""
+def plan_batch(
+    batch: BatchSubmission, *, now: datetime, max_payload_bytes: int, max_attempts: dict[str, int] | None = None,
+) -> BatchPlan:
+    """Resolve refs to ids and check the batch; raises one problem listing every bad field.
+
+    `max_attempts`: the queues' defaults for jobs that give none.
+    """
+    defaults = max_attempts or {}
     errors: list[FieldError] = []
     refs: dict[str, int] = {}
     keys: dict[str, int] = {}
@@ -85,7 +91,8 @@ def plan_batch(batch: BatchSubmission, *, now: datetime, max_payload_bytes: int)
     for i, job in enumerate(batch.jobs):
         try:
             jobs.append(plan_job(
-                job, resolved[i], now=now, max_payload_bytes=max_payload_bytes, prefix=f"jobs[{i}].", job_id=ids[i]
+                job, resolved[i], now=now, max_payload_bytes=max_payload_bytes, prefix=f"jobs[{i}].", job_id=ids[i],
+                default_max_attempts=defaults.get(job.queue),
             ))
         except PayloadTooLarge as exc:
             too_large += exc.errors

@@ -50,7 +50,7 @@ def _priority(value: Any) -> int:
     return value
 
 
-def _whole_number(value: Any) -> Any:
+def whole_number(value: Any) -> Any:
     # JSON has one number type: 70.0 is the integer 70 (so says JSON Schema's `integer`). Booleans and
     # numbers in strings are not integers; anything else is left to the int validation to refuse.
     if type(value) is float and value.is_integer():
@@ -108,11 +108,11 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Priority = Annotated[int, BeforeValidator(_priority), WithJsonSchema(PRIORITY_SCHEMA)]
 DateTime = Annotated[datetime, BeforeValidator(_date_time)]
 # Integers with their bounds (an integral float such as 70.0 is taken as 70).
-MaxAttempts = Annotated[int, Field(ge=1, le=100), BeforeValidator(_whole_number)]
-TimeoutMs = Annotated[int, Field(ge=1, le=INT32_MAX), BeforeValidator(_whole_number)]
-DelayMs = Annotated[int, Field(ge=0, le=366 * 86_400_000), BeforeValidator(_whole_number)]
-BaseDelayMs = Annotated[int, Field(ge=0, le=86_400_000), BeforeValidator(_whole_number)]
-MaxDelayMs = Annotated[int, Field(ge=0, le=7 * 86_400_000), BeforeValidator(_whole_number)]
+MaxAttempts = Annotated[int, Field(ge=1, le=100), BeforeValidator(whole_number)]
+TimeoutMs = Annotated[int, Field(ge=1, le=INT32_MAX), BeforeValidator(whole_number)]
+DelayMs = Annotated[int, Field(ge=0, le=366 * 86_400_000), BeforeValidator(whole_number)]
+BaseDelayMs = Annotated[int, Field(ge=0, le=86_400_000), BeforeValidator(whole_number)]
+MaxDelayMs = Annotated[int, Field(ge=0, le=7 * 86_400_000), BeforeValidator(whole_number)]
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=PRINTABLE)]
 CallbackUrl = Annotated[str, Field(max_length=2048, pattern=HTTP_URL), AfterValidator(_http_url)]
 Label = Annotated[str, Field(min_length=1, max_length=128, pattern=PRINTABLE)]

@@ -18,7 +18,8 @@ from shared.cron import PREVIEW_COUNT, check_cron, fire_times, zone
 from shared.models import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, CamelModel
 
 MisfirePolicy = Literal["skip", "run_once"]
-NULLABLE = {"timeoutMs", "callbackUrl"}  # the template fields that take null
+# The template fields that take null.
+NULLABLE = {"timeoutMs", "callbackUrl", "maxAttempts", "retry", "rateLimitKey", "concurrencyKey", "fairnessKey"}
 
 # The document is as strict as the check (test_openapi_contract): each field's numbers in range, steps
 # above 0; croniter then refuses what a pattern cannot see (a reversed range, a day no month has).
@@ -51,11 +52,19 @@ class JobTemplate(CamelModel):
     job_type: Name
     payload: Payload = Field(default_factory=dict, description="A JSON object of at most 256 KiB of JSON text")
     priority: Priority = DEFAULT_PRIORITY
-    max_attempts: MaxAttempts = DEFAULT_MAX_ATTEMPTS
-    retry: RetrySubmission = Field(default_factory=RetrySubmission)
+    max_attempts: MaxAttempts | None = Field(
+        default=None,
+        description=f"Default: the queue's `maxAttempts` when the job is fired, else {DEFAULT_MAX_ATTEMPTS}",
+    )
+    retry: RetrySubmission | None = Field(
+        default=None, description="Default: the job type's policy (a worker setting), else the queue's",
+    )
     timeout_ms: TimeoutMs | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     callback_url: CallbackUrl | None = None
+    rate_limit_key: Label | None = None
+    concurrency_key: Label | None = None
+    fairness_key: Label | None = None
 
 
 class ScheduleCreate(JobTemplate):
@@ -106,6 +115,9 @@ class SchedulePatch(CamelModel):
     timeout_ms: TimeoutMs | None = None
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     callback_url: CallbackUrl | None = None
+    rate_limit_key: Label | None = None
+    concurrency_key: Label | None = None
+    fairness_key: Label | None = None
 
 
 def template_of(schedule: ScheduleCreate) -> dict[str, Any]:
@@ -122,10 +134,13 @@ def patched(current: dict[str, Any], patch: SchedulePatch) -> ScheduleCreate:
         raise ValidationFailed(errors=field_errors(exc.errors())) from None
 
 
-def plan_fire(template: dict[str, Any], *, now: datetime, max_payload_bytes: int, key: str | None = None) -> NewJob:
+def plan_fire(
+    template: dict[str, Any], *, now: datetime, max_payload_bytes: int, key: str | None = None,
+    default_max_attempts: int | None = None,
+) -> NewJob:
     """The job one fire submits, through the checks and normalization of POST /jobs (payload size, U+0000)."""
     return plan_job(JobFields.model_validate(template), [], now=now, max_payload_bytes=max_payload_bytes,
-                    idempotency_key=key)
+                    idempotency_key=key, default_max_attempts=default_max_attempts)
 
 
 class ScheduleView(CamelModel):

@@ -56,9 +56,13 @@ class JobFields(CamelModel):
     job_type: Name
     payload: Payload = Field(default_factory=dict, description="A JSON object of at most 256 KiB of JSON text")
     priority: Priority = DEFAULT_PRIORITY
-    max_attempts: MaxAttempts = DEFAULT_MAX_ATTEMPTS
-    # Absent: the job gives none; the worker applies its job type's default, else its queue's, else the default.
-    retry: RetrySubmission | None = None
+    max_attempts: MaxAttempts | None = Field(
+        default=None, description=f"Default: the queue's `maxAttempts` (PUT /queues), else {DEFAULT_MAX_ATTEMPTS}",
+    )
+    retry: RetrySubmission | None = Field(
+        default=None, description="Default: the job type's policy (a worker setting), else the queue's, else "
+                                  "exponential from 1 s",
+    )
     timeout_ms: TimeoutMs | None = None
     scheduled_for: DateTime | None = Field(
         default=None, description="When to run it (RFC 3339; without an offset, UTC); not with delayMs"
@@ -67,6 +71,13 @@ class JobFields(CamelModel):
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     callback_url: CallbackUrl | None = None
     idempotency_key: IdempotencyKey | None = None
+    rate_limit_key: Label | None = Field(default=None, description="Puts the job under its queue's `keyRateLimit`")
+    concurrency_key: Label | None = Field(
+        default=None, description="Puts the job under its queue's `keyConcurrency`",
+    )
+    fairness_key: Label | None = Field(
+        default=None, description="Within a priority, keys take turns (weights: the queue's `fairnessWeights`)",
+    )
 
     @field_validator("delay_ms")
     @classmethod
@@ -162,6 +173,27 @@ class LogLine(CamelModel):
     message: str
 
 
+WaitingCode = Literal[
+    "paused", "dependencies", "scheduled", "backoff", "concurrency_limited", "rate_limited", "queued", "pending",
+]
+
+
+class WaitingReasonView(CamelModel):
+    """Why a waiting job has not started (DESIGN §5); where several apply, the first in the order of `code`."""
+
+    code: WaitingCode
+    message: str = Field(description="The reason in words")
+    waiting_on: list[uuid.UUID] | None = Field(default=None, description="dependencies: the unfinished ones")
+    until: datetime | None = Field(default=None, description="scheduled, backoff, rate_limited: when it may start")
+    attempt: int | None = Field(default=None, description="backoff: the attempt that starts after it")
+    key: str | None = Field(default=None, description="concurrency_limited, rate_limited: the job's key, or null "
+                                                      "for the queue's own limit")
+    running: int | None = Field(default=None, description="concurrency_limited: jobs running under the limit")
+    limit: int | None = Field(default=None, description="concurrency_limited: the limit")
+    ahead: int | None = Field(default=None, description="queued: jobs before it in dispatch order (approximate; "
+                                                        "null when unknown)")
+
+
 class JobView(CamelModel):
     """GET /jobs/{id} and the items of GET /jobs."""
 
@@ -174,7 +206,7 @@ class JobView(CamelModel):
     max_attempts: int
     attempts: int
     attempt_history: list[AttemptView]
-    retry: RetryPolicy | None
+    retry: RetryPolicy | None = Field(description="The job's own policy; null: its type's or queue's default applies")
     timeout_ms: int | None
     created_at: datetime
     updated_at: datetime
@@ -193,6 +225,10 @@ class JobView(CamelModel):
     cancel_requested: bool
     logs: list[LogLine] = Field(description="The handler's last 200 log lines (`ctx.log`), oldest first.")
     checkpoint: Any = Field(description="The handler's last checkpoint (`ctx.checkpoint`, JSON), null if none.")
+    rate_limit_key: str | None
+    concurrency_key: str | None
+    fairness_key: str | None
+    waiting_reason: WaitingReasonView | None = Field(description="null while running and once terminal")
 
 
 class JobPage(CamelModel):

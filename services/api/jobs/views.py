@@ -27,7 +27,9 @@ def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def job_view(row: asyncpg.Record, attempts: Sequence[asyncpg.Record]) -> dict[str, Any]:
+def job_view(
+    row: asyncpg.Record, attempts: Sequence[asyncpg.Record], waiting_reason: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """GET /jobs/{id}: the job with its attempt history; `error` is the last failed attempt's."""
     history = [attempt_view(a) for a in attempts]
     error = row["error"]
@@ -62,6 +64,10 @@ def job_view(row: asyncpg.Record, attempts: Sequence[asyncpg.Record]) -> dict[st
         "cancelRequested": row["cancel_requested"],
         "logs": row["logs"],
         "checkpoint": row["checkpoint"],
+        "rateLimitKey": row["rate_limit_key"],
+        "concurrencyKey": row["concurrency_key"],
+        "fairnessKey": row["fairness_key"],
+        "waitingReason": waiting_reason,
     }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -11,11 +13,12 @@ from services.api import metrics
 from services.api.http.deps import Deps
 from services.api.http.openapi import header, json_body, problems
 from services.api.http.principal import Reader, Submitter
-from services.api.http.problems import NotFound
+from services.api.http.problems import Conflict, FieldError, NotFound
 from services.api.http.responses import JsonResponse
 from services.api.http.validation import parse_body
 from services.api.jobs.accept import accept_batch
 from services.api.jobs.batch_plan import plan_batch
+from services.api.jobs.job_plan import NewJob
 from services.api.jobs.schemas import BatchCreated, BatchSubmission, BatchView
 from services.api.store import batches
 from services.api.store.connections import connection
@@ -33,16 +36,25 @@ router = APIRouter(prefix="/api/v1", tags=["batches"])
     openapi_extra={
         **json_body(BatchSubmission), "responses": {"201": {"headers": {"Location": header("The batch's URL")}}},
     },
-    responses=problems(400, 401, 403, 409, 413, 415, 422, 503, meanings={
-        409: "An idempotency key of the batch is already used; nothing was stored",
+    responses=problems(400, 401, 403, 409, 413, 415, 422, 429, 503, meanings={
+        409: "An idempotency key of the batch is already used, or the batch has more jobs for a queue than its "
+             "`maxLength` (it can never fit); nothing was stored",
         422: "Invalid jobs (each field named in `errors`, such as `jobs[3].priority`); nothing was stored",
+        429: "A queue of the batch has no room for its jobs (backlog + the batch's jobs > `maxLength`); nothing "
+             "was stored. Try again after `Retry-After` seconds",
     }),
 )
 async def submit_batch(request: Request, deps: Deps, principal: Submitter) -> Response:
     """All jobs or none; `dependsOn` may name refs of the same batch. 201 `{batchId, jobIds}` in input order."""
     batch = await parse_body(request, BatchSubmission)
-    plan = plan_batch(batch, now=utcnow(), max_payload_bytes=deps.settings.max_payload_bytes)
-    batch_id, outgoing = await accept_batch(deps.pool, principal.tenant, plan)
+    rules = await deps.queue_rules.get_many({job.queue for job in batch.jobs})
+    plan = plan_batch(
+        batch, now=utcnow(), max_payload_bytes=deps.settings.max_payload_bytes,
+        max_attempts={q: r.max_attempts for q, r in rules.items() if r.max_attempts is not None},
+    )
+    max_lengths = {q: r.max_length for q, r in rules.items() if r.max_length is not None}
+    _check_fits(plan.jobs, max_lengths)
+    batch_id, outgoing = await accept_batch(deps.pool, principal.tenant, plan, max_lengths)
     deps.publish(outgoing)
     metrics.BATCHES_SUBMITTED.inc()
     metrics.JOBS_SUBMITTED.labels("batch").inc(len(plan.jobs))
@@ -51,6 +63,19 @@ async def submit_batch(request: Request, deps: Deps, principal: Submitter) -> Re
         status_code=201,
         headers={"Location": f"/api/v1/job-batches/{batch_id}"},
     )
+
+
+def _check_fits(jobs: Sequence[NewJob], max_lengths: dict[str, int]) -> None:
+    """A batch with more jobs for a queue than its maxLength can never be taken: 409, not 429 (waiting is no use)."""
+    if not max_lengths:
+        return
+    adding = Counter(j.queue for j in jobs)
+    errors = [
+        FieldError("jobs", f"{adding[q]} jobs for queue {q!r}, whose maxLength is {limit}")
+        for q, limit in sorted(max_lengths.items()) if adding[q] > limit
+    ]
+    if errors:
+        raise Conflict("the batch cannot fit in its queues; nothing was stored", errors=errors)
 
 
 @router.get(

@@ -30,6 +30,7 @@ from services.api.jobs.schemas import (
     Submitted,
 )
 from services.api.jobs.views import decode_cursor, encode_cursor, job_view
+from services.api.jobs.waiting import unfinished_dependencies, wait_states, waiting_reason
 from services.api.store import job_reads
 from services.api.store.connections import connection
 from services.api.store.dispatch import cancel_in_redis, clear_cancel_flag
@@ -82,7 +83,7 @@ def parse_job_id(raw: str) -> uuid.UUID:
     responses={
         200: {"model": Submitted, "description": "Idempotent replay: the job this key already names",
               "headers": {"Location": LOCATION, "Idempotent-Replayed": header("`true`")}},
-        **problems(400, 401, 403, 409, 413, 415, 422, 503, meanings={
+        **problems(400, 401, 403, 409, 413, 415, 422, 429, 503, meanings={
             409: "The idempotency key was used with a different body",
             422: "Invalid fields (each named in `errors`), or `dependsOn` names jobs the tenant does not have",
         }),
@@ -98,11 +99,12 @@ async def submit_job(request: Request, principal: Submitter) -> Response:
             raise ValidationFailed(errors=[FieldError("idempotencyKey", "must be 1-255 characters")])
         if sub.idempotency_key is not None and sub.idempotency_key != idempotency_key:
             raise ValidationFailed(errors=[FieldError("idempotencyKey", "differs from the Idempotency-Key header")])
+    rules = await deps.queue_rules.get(sub.queue)
     job = plan_job(
         sub, sub.depends_on, now=utcnow(), max_payload_bytes=deps.settings.max_payload_bytes,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, default_max_attempts=rules.max_attempts,
     )
-    outcome = await accept_job(deps.pool, principal.tenant, job)
+    outcome = await accept_job(deps.pool, principal.tenant, job, rules.max_length)
     body = {"jobId": outcome.job_id, "status": outcome.status}
     headers = {"Location": f"/api/v1/jobs/{outcome.job_id}"}
     if not outcome.created:
@@ -125,7 +127,10 @@ async def get_job(job_id: str, deps: Deps, principal: Reader) -> Response:
         if row is None:
             raise NotFound(f"no job {job_id}")
         attempts = await job_reads.attempts_of(conn, [jid])
-    return JsonResponse(job_view(row, attempts.get(jid, [])))
+        waiting_on = await unfinished_dependencies(conn, [row])
+    states = await wait_states(deps.dispatcher, [row])
+    reason = waiting_reason(row, waiting_on.get(jid), states.get(jid), utcnow())
+    return JsonResponse(job_view(row, attempts.get(jid, []), reason))
 
 
 @router.get(
@@ -164,8 +169,14 @@ async def list_jobs(
         rows = await job_reads.list_jobs(conn, principal.tenant, filters, limit + 1)
         page = rows[:limit]
         attempts = await job_reads.attempts_of(conn, [r["id"] for r in page])
+        waiting_on = await unfinished_dependencies(conn, page)
+    states = await wait_states(deps.dispatcher, page)
     next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
-    items = [job_view(r, attempts.get(r["id"], [])) for r in page]
+    now = utcnow()
+    items = [
+        job_view(r, attempts.get(r["id"], []), waiting_reason(r, waiting_on.get(r["id"]), states.get(r["id"]), now))
+        for r in page
+    ]
     return JsonResponse({"items": items, "nextCursor": next_cursor})
 
 

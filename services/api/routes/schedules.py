@@ -157,12 +157,14 @@ async def delete_schedule(schedule_id: str, deps: Deps, principal: Admin) -> Res
 @router.post(
     "/scheduled-jobs/{schedule_id}/trigger", status_code=202, response_model=Triggered, operation_id="triggerSchedule",
     summary="Fire a schedule now",
-    responses=problems(401, 403, 404, 503, meanings=NO_SCHEDULE),
+    responses=problems(401, 403, 404, 429, 503, meanings=NO_SCHEDULE),
 )
 async def trigger_schedule(schedule_id: str, deps: Deps, principal: Admin) -> Response:
     """Submit the schedule's job now, as POST /jobs would (a disabled schedule too); its cron times are unchanged."""
     row, now = await _load(deps, principal.tenant, schedule_id)
-    job = plan_fire(row["job"], now=now, max_payload_bytes=deps.settings.max_payload_bytes)
-    outcome = await accept_job(deps.pool, principal.tenant, job)
+    rules = await deps.queue_rules.get(row["job"]["queue"])
+    job = plan_fire(row["job"], now=now, max_payload_bytes=deps.settings.max_payload_bytes,
+                    default_max_attempts=rules.max_attempts)
+    outcome = await accept_job(deps.pool, principal.tenant, job, rules.max_length)
     deps.publish(outcome.outgoing)
     return JsonResponse({"jobId": outcome.job_id}, status_code=202)

@@ -19,7 +19,8 @@ EXISTING_IDS = "SELECT id FROM jobs WHERE tenant = $1 AND id = ANY($2::uuid[])"
 JOB_COLUMNS = """
 id, queue, job_type, status, priority, payload, max_attempts, attempts, retry, timeout_ms, created_at, updated_at,
 scheduled_for, started_at, completed_at, result, error, progress, tags, depends_on, batch_id, callback_url,
-idempotency_key, cancel_reason, cancel_requested, logs, checkpoint
+idempotency_key, cancel_reason, cancel_requested, logs, checkpoint, next_run_at, rate_limit_key, concurrency_key,
+fairness_key
 """
 
 GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant = $2"
@@ -31,6 +32,10 @@ FROM job_attempts WHERE job_id = ANY($1::uuid[]) ORDER BY job_id, attempt
 
 # The listing: $1 tenant, $2 limit; filters append their own numbered conditions (see list_query).
 LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1{{where}} ORDER BY created_at DESC, id DESC LIMIT $2"
+
+# A dependency is finished once completed; a dependency that no longer exists (deleted from the DLQ)
+# counts as failed, so it is not waited on either.
+UNFINISHED = "SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND status <> 'completed'"
 
 JOB_STATUS = "SELECT status FROM jobs WHERE id = $1 AND tenant = $2"
 
@@ -59,6 +64,13 @@ async def get_job(conn: asyncpg.Connection, tenant: str, job_id: uuid.UUID) -> a
     """One job row of the tenant."""
     row: asyncpg.Record | None = await conn.fetchrow(GET_JOB, job_id, tenant)
     return row
+
+
+async def unfinished_of(conn: asyncpg.Connection, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these jobs have not completed (yet)."""
+    if not ids:
+        return set()
+    return {r["id"] for r in await conn.fetch(UNFINISHED, list(ids))}
 
 
 async def job_status(conn: asyncpg.Connection, tenant: str, job_id: uuid.UUID) -> str | None:

@@ -22,16 +22,20 @@ _RETRYABLE = sorted(s.value for s in RETRYABLE)
 # arrays per job, which unnest would flatten, so they travel as JSON text and are rebuilt per row.
 INSERT_JOBS = f"""
 INSERT INTO jobs (id, tenant, queue, job_type, status, priority, payload, max_attempts, retry, timeout_ms,
-                  scheduled_for, depends_on, tags, callback_url, idempotency_key, request_hash, batch_id, trace_parent)
+                  scheduled_for, depends_on, tags, callback_url, idempotency_key, request_hash, batch_id, trace_parent,
+                  rate_limit_key, concurrency_key, fairness_key)
 SELECT u.id, $1, u.queue, u.job_type, '{JobStatus.PENDING}', u.priority, u.payload::jsonb, u.max_attempts,
        u.retry::jsonb, u.timeout_ms, u.scheduled_for,
        ARRAY(SELECT d::uuid FROM jsonb_array_elements_text(u.depends_on::jsonb) AS d),
        ARRAY(SELECT t FROM jsonb_array_elements_text(u.tags::jsonb) AS t),
-       u.callback_url, u.idempotency_key, u.request_hash, $2, $17
+       u.callback_url, u.idempotency_key, u.request_hash, $2, $17, u.rate_limit_key, u.concurrency_key,
+       u.fairness_key
 FROM unnest($3::uuid[], $4::text[], $5::text[], $6::int2[], $7::text[], $8::int4[], $9::text[], $10::int4[],
-            $11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+            $11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $18::text[],
+            $19::text[], $20::text[])
      AS u(id, queue, job_type, priority, payload, max_attempts, retry, timeout_ms,
-          scheduled_for, depends_on, tags, callback_url, idempotency_key, request_hash)
+          scheduled_for, depends_on, tags, callback_url, idempotency_key, request_hash, rate_limit_key,
+          concurrency_key, fairness_key)
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id
 """
@@ -42,9 +46,10 @@ RETURNING id
 SUBMIT_ONE = f"""
 WITH job AS (
     INSERT INTO jobs (id, tenant, queue, job_type, status, priority, payload, max_attempts, retry, timeout_ms,
-                      scheduled_for, depends_on, tags, callback_url, idempotency_key, request_hash, trace_parent)
+                      scheduled_for, depends_on, tags, callback_url, idempotency_key, request_hash, trace_parent,
+                      rate_limit_key, concurrency_key, fairness_key)
     VALUES ($1, $2, $3, $4, '{JobStatus.PENDING}', $5, $6::text::jsonb, $7, $8::text::jsonb, $9, $10, $11, $12, $13,
-            $14, $15, $20)
+            $14, $15, $20, $21, $22, $23)
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 )
@@ -131,7 +136,7 @@ async def insert_jobs(
         [j.priority for j in jobs],
         [j.payload_json for j in jobs],
         [j.max_attempts for j in jobs],
-        [None if j.retry is None else j.retry.model_dump_json(by_alias=True) for j in jobs],
+        [j.retry_json for j in jobs],
         [j.timeout_ms for j in jobs],
         [j.scheduled_for for j in jobs],
         [orjson.dumps([str(d) for d in j.depends_on]).decode() for j in jobs],
@@ -140,6 +145,9 @@ async def insert_jobs(
         [j.idempotency_key for j in jobs],
         [j.request_hash for j in jobs],
         trace_parent,
+        [j.rate_limit_key for j in jobs],
+        [j.concurrency_key for j in jobs],
+        [j.fairness_key for j in jobs],
     )
     return {r["id"] for r in rows}
 
@@ -150,11 +158,10 @@ async def insert_one(conn: asyncpg.Connection, tenant: str, job: NewJob, event: 
     outbox_id = await conn.fetchval(
         SUBMIT_ONE,
         job.id, tenant, job.queue, job.job_type, job.priority, job.payload_json, job.max_attempts,
-        None if job.retry is None else job.retry.model_dump_json(by_alias=True), job.timeout_ms, job.scheduled_for,
-        job.depends_on, job.tags,
+        job.retry_json, job.timeout_ms, job.scheduled_for, job.depends_on, job.tags,
         job.callback_url, job.idempotency_key, job.request_hash,
         message.topic, message.key.decode(), message.value, {k: v.decode() for k, v in message.headers},
-        event.trace_parent,
+        event.trace_parent, job.rate_limit_key, job.concurrency_key, job.fairness_key,
     )
     return None if outbox_id is None else Outgoing([outbox_id], [message])
 

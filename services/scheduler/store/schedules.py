@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from shared.models import JobStatus
+from shared.models import DEFAULT_MAX_ATTEMPTS, JobStatus
 
 # Served by the partial index schedules_due; SKIP LOCKED lets a second firer (a stale leader) pass by.
 LOCK_DUE = """
@@ -26,13 +26,16 @@ FOR UPDATE SKIP LOCKED
 """
 
 # The idempotency key `cron:<schedule>:<fire time>` is unique per tenant (jobs_idempotency): a fire
-# that another transaction already made inserts nothing.
+# that another transaction already made inserts nothing. A template without maxAttempts takes the
+# queue's (`queues.config`), as POST /jobs does; without retry it stores NULL (the worker resolves it).
 INSERT_JOB = f"""
 INSERT INTO jobs (id, tenant, queue, job_type, status, priority, payload, max_attempts, retry, timeout_ms,
-                  tags, callback_url, idempotency_key, trace_parent)
-VALUES ($1, $2, $3, $4, '{JobStatus.PENDING}', $5, $6::text::jsonb, $7, $8::text::jsonb, $9, $10, $11, $12, $13)
+                  tags, callback_url, idempotency_key, trace_parent, rate_limit_key, concurrency_key, fairness_key)
+VALUES ($1, $2, $3, $4, '{JobStatus.PENDING}', $5, $6::text::jsonb,
+        COALESCE($7, (SELECT (config ->> 'maxAttempts')::int FROM queues WHERE name = $3), {DEFAULT_MAX_ATTEMPTS}),
+        $8::text::jsonb, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id
+RETURNING max_attempts
 """
 
 ADVANCE = """
@@ -51,15 +54,18 @@ async def lock_due(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]
 
 async def insert_fired_job(
     conn: asyncpg.Connection, tenant: str, job_id: uuid.UUID, job: dict[str, Any], key: str, trace_parent: str,
-) -> bool:
-    """Insert the job of one fire from the template `job` (camelCase); False if its key already exists."""
-    inserted = await conn.fetchval(
+) -> int | None:
+    """Insert the job of one fire from the template `job` (camelCase); its maxAttempts, or None if its key
+    already exists."""
+    retry = job.get("retry")
+    max_attempts: int | None = await conn.fetchval(
         INSERT_JOB, job_id, tenant, job["queue"], job["jobType"], job["priority"],
-        orjson.dumps(job["payload"]).decode(), job["maxAttempts"], orjson.dumps(job["retry"]).decode(),
+        orjson.dumps(job["payload"]).decode(), job.get("maxAttempts"),
+        None if retry is None else orjson.dumps(retry).decode(),
         job["timeoutMs"], job["tags"], job["callbackUrl"],
-        key, trace_parent,
+        key, trace_parent, job.get("rateLimitKey"), job.get("concurrencyKey"), job.get("fairnessKey"),
     )
-    return inserted is not None
+    return max_attempts
 
 
 async def advance(

@@ -41,7 +41,7 @@ class Api:
 
     async def count(self, table: str) -> int:
         """Rows in a table (to prove a rejected request stored nothing)."""
-        assert table in {"jobs", "outbox", "job_batches", "job_attempts", "job_events"}
+        assert table in {"jobs", "outbox", "job_batches", "job_attempts", "job_events", "queues"}
         return int(await self.pool.fetchval(f"SELECT count(*) FROM {table}"))
 
     async def submit(self, **fields: Any) -> str:
@@ -56,10 +56,10 @@ def api_settings(database_url: str, redis_url: str, kafka: str, redis_prefix: st
                  **extra: Any) -> ApiSettings:
     """Settings for a test, independent of the environment the suite runs in (auth on unless said)."""
     extra.setdefault("auth_required", True)
+    extra.setdefault("db_pool_max", 4)
     return ApiSettings(
         database_url=database_url, redis_url=redis_url, kafka_bootstrap_servers=kafka,
-        redis_key_prefix=redis_prefix, kafka_topic_prefix=topic_prefix, kafka_request_timeout_ms=2000,
-        db_pool_max=4, **extra,
+        redis_key_prefix=redis_prefix, kafka_topic_prefix=topic_prefix, kafka_request_timeout_ms=2000, **extra,
     )
 
 
@@ -80,7 +80,8 @@ async def api_factory(
 
     async def make(**overrides: Any) -> Api:
         kafka = overrides.pop("kafka_bootstrap_servers", kafka_bootstrap)
-        settings = api_settings(database_url, redis_url, kafka, redis_prefix, topic_prefix, **overrides)
+        redis_at = overrides.pop("redis_url", redis_url)
+        settings = api_settings(database_url, redis_at, kafka, redis_prefix, topic_prefix, **overrides)
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_max)
         redis = connect(settings.redis_url)
         dispatcher = Dispatcher(redis, settings.redis_key_prefix)

@@ -57,13 +57,13 @@ async def test_openapi_documents_the_routes_and_the_bearer_scheme(api: Api) -> N
 
 # Every status each operation answers (besides its success), as schemathesis checks in test_openapi_contract.
 DOCUMENTED = {
-    ("post", "/api/v1/jobs"): {"200", "201", "400", "401", "403", "409", "413", "415", "422", "503"},
+    ("post", "/api/v1/jobs"): {"200", "201", "400", "401", "403", "409", "413", "415", "422", "429", "503"},
     ("get", "/api/v1/jobs"): {"200", "401", "403", "422", "503"},
     ("get", "/api/v1/jobs/{job_id}"): {"200", "401", "403", "404", "503"},
     ("delete", "/api/v1/jobs/{job_id}"): {"200", "202", "401", "403", "404", "409", "503"},
     ("post", "/api/v1/jobs/{job_id}/retry"): {"200", "401", "403", "404", "409", "503"},
     ("get", "/api/v1/jobs/{job_id}/events"): {"200", "401", "403", "404", "503"},
-    ("post", "/api/v1/job-batches"): {"201", "400", "401", "403", "409", "413", "415", "422", "503"},
+    ("post", "/api/v1/job-batches"): {"201", "400", "401", "403", "409", "413", "415", "422", "429", "503"},
     ("get", "/api/v1/job-batches/{batch_id}"): {"200", "401", "403", "404", "503"},
     ("get", "/api/v1/dlq"): {"200", "401", "403", "422", "503"},
     ("post", "/api/v1/dlq/retry"): {"200", "400", "401", "403", "413", "415", "422", "503"},
@@ -75,7 +75,12 @@ DOCUMENTED = {
     ("get", "/api/v1/scheduled-jobs/{schedule_id}"): {"200", "401", "403", "404", "503"},
     ("patch", "/api/v1/scheduled-jobs/{schedule_id}"): {"200", "400", "401", "403", "404", "413", "415", "422", "503"},
     ("delete", "/api/v1/scheduled-jobs/{schedule_id}"): {"204", "401", "403", "404", "503"},
-    ("post", "/api/v1/scheduled-jobs/{schedule_id}/trigger"): {"202", "401", "403", "404", "503"},
+    ("post", "/api/v1/scheduled-jobs/{schedule_id}/trigger"): {"202", "401", "403", "404", "429", "503"},
+    ("get", "/api/v1/queues"): {"200", "401", "403", "503"},
+    ("get", "/api/v1/queues/{name}"): {"200", "401", "403", "404", "422", "503"},
+    ("put", "/api/v1/queues/{name}"): {"200", "400", "401", "403", "413", "415", "422", "503"},
+    ("post", "/api/v1/queues/{name}/pause"): {"200", "401", "403", "422", "503"},
+    ("post", "/api/v1/queues/{name}/resume"): {"200", "401", "403", "422", "503"},
 }
 
 

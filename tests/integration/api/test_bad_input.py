@@ -49,6 +49,11 @@ CASES: list[tuple[Any, int, str]] = [
     ({**VALID, "payload": {"s": "nul\u0000byte"}}, 422, "payload"),
     ({**VALID, "payload": {"big": 2**70}}, 422, "payload"),
     ({**VALID, "prority": 3}, 422, "prority"),
+    ({**VALID, "rateLimitKey": "k" * 129}, 422, "rateLimitKey"),
+    ({**VALID, "rateLimitKey": 7}, 422, "rateLimitKey"),
+    ({**VALID, "concurrencyKey": "line\nbreak"}, 422, "concurrencyKey"),
+    ({**VALID, "fairnessKey": ""}, 422, "fairnessKey"),
+    ({**VALID, "maxAttempts": 2.5}, 422, "maxAttempts"),
     ([VALID], 422, "body"),
 ]
 

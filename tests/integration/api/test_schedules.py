@@ -50,7 +50,8 @@ async def test_create_applies_defaults_and_previews_five_fire_times(api: Api) ->
     job = body["job"]
     template = (job["queue"], job["jobType"], job["payload"], job["priority"], job["tags"])
     assert template == ("q", "noop", {"a": 1}, 8, ["t"])
-    assert job["maxAttempts"] == 3 and job["retry"]["strategy"] == "exponential"
+    # Not given: each fire takes the queue's maxAttempts (else 3) and the job type's or queue's retry policy.
+    assert job["maxAttempts"] is None and job["retry"] is None
     assert (await api.client.get(f"{BASE}/{body['id']}")).json() == body
     assert (await api.client.get(BASE)).json() == {"items": [body]}
     assert await api.count("jobs") == 0  # creating fires nothing

@@ -80,3 +80,17 @@ def test_submitted_event_carries_the_contract() -> None:
     assert submitted_event(own, "acme", None).data["retry"] == {
         "strategy": "fixed", "baseDelayMs": 10, "maxDelayMs": 300000, "factor": 2.0, "jitter": True,
     }
+
+
+def test_max_attempts_defaults_to_the_queue_then_three() -> None:
+    assert plan_job(sub(), [], now=NOW, max_payload_bytes=100, default_max_attempts=7).max_attempts == 7
+    assert plan_job(sub(maxAttempts=2), [], now=NOW, max_payload_bytes=100, default_max_attempts=7).max_attempts == 2
+    assert plan_job(sub(), [], now=NOW, max_payload_bytes=100).max_attempts == 3
+    # The fingerprint counts a left-out maxAttempts as 3, whatever the queue's default.
+    assert request_hash(sub(), []) == request_hash(sub(maxAttempts=3), [])
+
+
+def test_scheduling_keys_are_planned() -> None:
+    job = plan_job(sub(rateLimitKey="r", concurrency_key="c", fairnessKey="f"), [], now=NOW, max_payload_bytes=100)
+    assert (job.rate_limit_key, job.concurrency_key, job.fairness_key) == ("r", "c", "f")
+    assert job.retry is None and job.retry_json is None

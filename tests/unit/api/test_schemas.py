@@ -93,6 +93,7 @@ def test_integral_floats_are_integers_as_in_json_schema() -> None:
         ' "retry": {"baseDelayMs": 10.0, "maxDelayMs": 20.0, "factor": 3}}'
     )
     assert (sub.max_attempts, sub.timeout_ms, sub.delay_ms) == (70, 5, 0)
+    assert sub.retry is not None
     assert type(sub.max_attempts) is int and type(sub.retry.base_delay_ms) is int
     assert (sub.retry.base_delay_ms, sub.retry.max_delay_ms, sub.retry.factor) == (10, 20, 3.0)
 
