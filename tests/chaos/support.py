@@ -131,7 +131,16 @@ async def executions(cluster: Cluster, ids: Iterable[uuid.UUID], timeout_s: floa
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout_s
-        while finished != wanted and time.monotonic() < deadline:
+        ends: dict[Any, int] | None = None
+        while time.monotonic() < deadline:
+            if finished == wanted:
+                # Every terminal event is in; the `started` topic is fetched apart from those and may
+                # lag behind them: read on to the end offsets of this moment before counting runs.
+                if ends is None:
+                    ends = await consumer.end_offsets(list(consumer.assignment()))
+                positions = [await consumer.position(tp) for tp in ends]
+                if all(at >= end for at, end in zip(positions, ends.values(), strict=True)):
+                    break
             for records in (await consumer.getmany(timeout_ms=300, max_records=5000)).values():
                 for record in records:
                     env = orjson.loads(record.value)

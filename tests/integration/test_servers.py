@@ -34,7 +34,7 @@ from deploy.local.supervisor import ServiceFailed, ServiceSpec, State, Superviso
 from shared.auth.keys import resolve_key
 from shared.auth.principal import ALL_SCOPES, Principal
 from shared.dispatch.protocol import Dispatcher
-from shared.events import Envelope, EventType
+from shared.events import CLUSTER_TOPICS, Envelope, EventType
 from shared.kafka.producer import EventProducer
 from shared.settings import WorkerSettings
 from tests.fixtures.cluster import ClusterFactory
@@ -377,7 +377,7 @@ def test_the_runner_starts_restarts_and_stops_everything(tmp_path: Path) -> None
         log = (tmp_path / "runner.log").read_text()
         assert "service worker exited with rc -9; restarting in" in log
         # DESIGN §6: eight job topics, jobs.batches and alerts.
-        assert "kafka broker exited with rc -9; restarting it and re-creating 10 topics" in log
+        assert f"kafka broker exited with rc -9; restarting it and re-creating {len(CLUSTER_TOPICS)} topics" in log
         assert [pid for pid in everything if alive(pid)] == []
         assert not pg.is_running()
         assert not (home / "env").exists()
