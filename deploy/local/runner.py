@@ -160,8 +160,8 @@ class Runner:
 
         from shared.auth.keys import ensure_dev_key
         from shared.auth.principal import DEFAULT_TENANT
-        from shared.webhooks import ensure_secret_at
         from shared.db.migrate import apply_migrations
+        from shared.webhooks import ensure_secret_at
 
         if self.pg is not None:
             await asyncio.to_thread(self.pg.start)
