@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import time
+from pathlib import Path
+from typing import Any
 
 from services.notifier.webhook_intake import UrlPolicy
 from services.notifier.webhook_sender import retry_delay
@@ -41,3 +45,16 @@ def test_the_default_schedule_retries_within_30_s_and_spans_about_an_hour() -> N
     assert all(retry_delay(n, base, cap) <= ceilings[n - 1] for n in range(1, tries) for _ in range(50))
     # Full jitter: on average half of each ceiling; 9 retries after the first try, about an hour in all.
     assert 50 * 60 <= sum(ceilings) / 2 <= 70 * 60
+
+
+def test_the_readme_verification_example_accepts_our_signature() -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme[readme.index("## Webhooks"):]
+    (example,) = re.findall(r"```python\n(.*?)```", section[: section.index("\n## ", 5)], flags=re.S)
+    scope: dict[str, Any] = {}
+    exec(example, scope)  # the README's own example, run so it cannot go stale
+    body = b'{"type":"completed"}'
+    header = signature("whsec_abc", int(time.time()), body)
+    assert scope["verify"]("whsec_abc", header, body)
+    assert not scope["verify"]("whsec_abc", header, body + b"x")
+    assert not scope["verify"]("whsec_abc", signature("whsec_abc", int(time.time()) - 3600, body), body)
