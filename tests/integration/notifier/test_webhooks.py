@@ -208,3 +208,15 @@ async def test_only_terminal_events_call_back(
         await producer.publish_events([job_event(EventType.COMPLETED, marker)])
         await settled(db_pool, marker, "delivered")
         assert await deliveries(db_pool, job_id) == [] and receiver.to("/hooks") == []
+
+
+async def test_two_replicas_deliver_each_event_once(
+    start_notifier: NotifierFactory, producer: EventProducer, db_pool: asyncpg.Pool
+) -> None:
+    async with running_receiver() as receiver, webhook_notifier(start_notifier), webhook_notifier(start_notifier):
+        jobs = [await job_with_callback(db_pool, receiver.url(f"/r/{i}")) for i in range(20)]
+        await producer.publish_events([job_event(EventType.COMPLETED, j) for j in jobs])
+        for job_id in jobs:
+            await settled(db_pool, job_id, "delivered", timeout_s=30)
+        await asyncio.sleep(1.0)
+        assert sorted(c.path for c in receiver.calls) == sorted(f"/r/{i}" for i in range(20))
