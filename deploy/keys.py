@@ -6,6 +6,7 @@
 `ensure` is idempotent (docker-compose's `init` runs it on every `up`): it registers the key in
 CONVEYOR_API_KEY when that is set, else keeps the live key already in `--file`, else creates one
 and writes it there (mode 0600). `--migrate` applies the schema migrations first.
+`--webhook-secret-file` also writes the tenant's webhook signing secret there (created if missing).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from shared.auth.keys import create_api_key, ensure_key, register_api_key, resol
 from shared.auth.principal import ALL_SCOPES, Principal, Scope
 from shared.db.migrate import apply_migrations
 from shared.settings import DEFAULT_DATABASE_URL
+from shared.webhooks import ensure_secret_at
 
 log = logging.getLogger("deploy.keys")
 
@@ -48,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--migrate", action="store_true", help="apply the schema migrations first")
         if name == "ensure":
             command.add_argument("--file", type=Path, required=True, help="where the key is kept (mode 0600)")
+            command.add_argument("--webhook-secret-file", type=Path, default=None,
+                                 help="also write the tenant's webhook signing secret here (mode 0600)")
     return parser
 
 
@@ -125,6 +129,9 @@ async def _run(args: argparse.Namespace) -> int:
         else:
             write_secret(file, key + "\n")
             log.info("a new key (%s) is in %s", what, file)
+    if args.command == "ensure" and args.webhook_secret_file is not None:
+        write_secret(args.webhook_secret_file, await ensure_secret_at(dsn, args.tenant) + "\n")
+        log.info("the webhook secret of tenant %s is in %s", args.tenant, args.webhook_secret_file)
     return 0
 
 

@@ -1,7 +1,7 @@
 """The local cluster of `make dev`: embedded servers, then the five services, in dependency order.
 
 Postgres -> database + migrations -> Valkey -> Kafka + topics -> scheduler, worker, analytics,
-notifier, api (each waited ready) -> dev API key -> `.conveyor/env`. Stop is the reverse.
+notifier, api (each waited ready) -> dev API key and webhook secret -> `.conveyor/env`. Stop is the reverse.
 """
 
 from __future__ import annotations
@@ -131,6 +131,7 @@ class Runner:
         self.redis_url = config.redis_url or (self.valkey.url if self.valkey else "")
         self.kafka_bootstrap = config.kafka_bootstrap or (self.kafka.bootstrap if self.kafka else "")
         self.api_key = ""
+        self.webhook_secret = ""
         self._lock: int | None = None
         self.supervisor = Supervisor(
             service_specs(p, self._service_env()), log_dir=self.logs, echo=True,
@@ -158,7 +159,9 @@ class Runner:
         check_ports(self.config.ports, busy)
 
         from shared.auth.keys import ensure_dev_key
+        from shared.auth.principal import DEFAULT_TENANT
         from shared.db.migrate import apply_migrations
+        from shared.webhooks import ensure_secret_at
 
         if self.pg is not None:
             await asyncio.to_thread(self.pg.start)
@@ -179,6 +182,7 @@ class Runner:
             await ensure_topics(self.kafka_bootstrap, topics)
         await self.supervisor.start()
         self.api_key = await ensure_dev_key(self.database_url, self._previous_key())
+        self.webhook_secret = await ensure_secret_at(self.database_url, DEFAULT_TENANT)
         self._write_env()
 
     def _previous_key(self) -> str | None:
@@ -197,6 +201,8 @@ class Runner:
             "API_URL": f"http://127.0.0.1:{p['api']}",
             "NOTIFIER_URL": f"http://127.0.0.1:{p['notifier']}",
             "CONVEYOR_API_KEY": self.api_key,
+            # Signs the default tenant's webhooks (DESIGN §5): receivers verify Conveyor-Signature with it.
+            "CONVEYOR_WEBHOOK_SECRET": self.webhook_secret,
         }
         # It holds an admin key: owner-only, and atomic (readers never see half a file).
         write_secret(self.env_file, "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))

@@ -18,6 +18,10 @@ from services.notifier.app import build_app
 from services.notifier.hub import Hub
 from services.notifier.messages import Delivery, alert_delivery, job_delivery, worker_delivery
 from services.notifier.settings import NotifierServiceSettings
+from services.notifier.webhook_intake import GROUP as WEBHOOK_GROUP
+from services.notifier.webhook_intake import TOPICS as WEBHOOK_TOPICS
+from services.notifier.webhook_intake import UrlPolicy, WebhookIntake
+from services.notifier.webhook_sender import WebhookSender
 from shared import events
 from shared.db.pool import close_pool, pool_for
 from shared.kafka.consumer import ConsumerLoop
@@ -31,10 +35,11 @@ READY_PING_S = 2.0
 
 
 class NotifierService(BaseService):
-    """Postgres pool (API keys), the hub, the HTTP/WebSocket server, the consumer.
+    """Postgres pool (API keys, webhooks), the hub, the HTTP/WebSocket server, the fan-out consumer,
+    and the webhooks: their consumer (a group: durable) and their sender.
 
-    Stop: every client stream ends with code 1012 first, then the consumer stops, then the
-    server and the pool close.
+    Stop: every client stream ends with code 1012 first, then the consumers stop and the sender
+    records the tries under way, then the server and the pool close.
     """
 
     name = "notifier"
@@ -47,6 +52,8 @@ class NotifierService(BaseService):
         self._workers_topic = events.topic_name(settings.kafka_topic_prefix, events.WORKERS_TOPIC)
         self._pool: asyncpg.Pool | None = None
         self._consumer: ConsumerLoop | None = None
+        self._webhook_consumer: ConsumerLoop | None = None
+        self._sender: WebhookSender | None = None
 
     @property
     def consumer(self) -> ConsumerLoop | None:
@@ -69,7 +76,36 @@ class NotifierService(BaseService):
             auto_offset_reset="latest",
         )
         self.spawn("consumer", self._consumer.run(), drain=self._consumer.stop)
+        self._start_webhooks(self._pool)
         await self.serve_http(build_app(self.hub, self._require_pool, s, self._ready), s.notifier_port)
+
+    def _start_webhooks(self, pool: asyncpg.Pool) -> None:
+        """callbackUrl deliveries: a consumer that stores them, a sender that makes them.
+
+        Alert-rule webhooks (later) store their deliveries the same way (store.webhooks.enqueue,
+        then `sender.wake()`): the sender does not care what an event is about.
+        """
+        s = self._settings
+        self._sender = WebhookSender(pool, s)
+        intake = WebhookIntake(self._require_pool, UrlPolicy(s.webhook_allowed_hosts), s.kafka_topic_prefix,
+                               self._sender.wake)
+        # A group, so events are not lost while no replica runs; a new group starts at the newest
+        # events (a first deployment does not call back for history).
+        self._webhook_consumer = ConsumerLoop(
+            s,
+            topics=WEBHOOK_TOPICS,
+            group_id=f"{s.kafka_topic_prefix}{WEBHOOK_GROUP}",
+            handler=intake.handle,
+            client_id=f"notifier-webhooks-{socket.gethostname()}-{os.getpid()}",
+            auto_offset_reset="latest",
+        )
+        self.spawn("webhook-consumer", self._webhook_consumer.run(), drain=self._webhook_consumer.stop)
+        self.spawn("webhook-sender", self._sender.run(), drain=self._sender.stop)
+
+    @property
+    def webhook_consumer(self) -> ConsumerLoop | None:
+        """The webhook consumer loop (tests wait on its `assigned` event, as for `consumer`)."""
+        return self._webhook_consumer
 
     async def drain(self) -> None:
         """End every client stream (code 1012: restarting), then let the consumer finish its batch."""
@@ -115,7 +151,8 @@ class NotifierService(BaseService):
         return self._pool
 
     async def _ready(self) -> bool:
-        if self._consumer is None or not self._consumer.assigned.is_set() or self._pool is None:
+        consumers = (self._consumer, self._webhook_consumer)
+        if any(c is None or not c.assigned.is_set() for c in consumers) or self._pool is None:
             return False
         try:
             await sql.ping(self._pool, timeout_s=READY_PING_S)

@@ -14,3 +14,17 @@ class NotifierServiceSettings(NotifierSettings):
     # How long closing a socket may wait for the peer (a stuck client cannot take the close frame).
     ws_close_timeout_s: float = Field(default=10.0, gt=0)
     max_subscriptions: int = Field(default=1000, ge=1)
+
+    # Webhooks (DESIGN §5). At most this many requests in flight per replica, each bounded by the
+    # timeout, so a receiver that hangs holds one slot for a while, never the notifier.
+    webhook_concurrency: int = Field(default=16, ge=1)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Retry n waits a uniform draw from [0, min(base * 2^(n-1), max)] (full jitter): with the defaults
+    # the first retry comes within 30 s and ten tries span about an hour. Tests shorten the base.
+    webhook_retry_base_s: float = Field(default=30.0, gt=0)
+    webhook_retry_max_s: float = Field(default=1800.0, gt=0)
+    webhook_max_attempts: int = Field(default=10, ge=1)
+    # How often a replica looks for due deliveries it was not woken for (others' retries, leases).
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+    # Comma-separated host names callbacks may go to (`*.example.com` covers subdomains); empty: any.
+    webhook_allowed_hosts: str = ""

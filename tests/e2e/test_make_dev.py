@@ -62,7 +62,7 @@ def test_make_dev_runs_the_readme_and_stops_cleanly(tmp_path: Path) -> None:
         wait_until(ready, timeout_s=120, every_s=0.2, what="make dev becoming ready")
         values = dict(line.split("=", 1) for line in (home / "env").read_text().splitlines())
         for key in ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "API_URL", "NOTIFIER_URL",
-                    "CONVEYOR_API_KEY"):
+                    "CONVEYOR_API_KEY", "CONVEYOR_WEBHOOK_SECRET"):
             assert values.get(key), f"{key} missing from .conveyor/env"
         assert values["API_URL"] == f"http://127.0.0.1:{ports['API_PORT']}"
 

@@ -71,3 +71,14 @@ def test_ensure_refuses_a_short_operator_key(dsn: str, tmp_path: Path, monkeypat
     assert main(["ensure", "--all-scopes", "--file", str(tmp_path / "k")]) == 1
     assert "at least 32 characters" in caplog.text
     assert principal_of(dsn, "short") is None
+
+
+def test_ensure_writes_the_tenants_webhook_secret_once(dsn: str, tmp_path: Path) -> None:
+    secret_file = tmp_path / "compose-webhook-secret"
+    args = ["ensure", "--migrate", "--tenant", "hooks-tenant", "--all-scopes", "--file", str(tmp_path / "key"),
+            "--webhook-secret-file", str(secret_file)]
+    assert main(args) == 0
+    secret = secret_file.read_text().strip()
+    assert secret.startswith("whsec_") and stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert main(args) == 0  # compose runs it on every `up`: the secret stays
+    assert secret_file.read_text().strip() == secret

@@ -356,6 +356,7 @@ def test_the_runner_starts_restarts_and_stops_everything(tmp_path: Path) -> None
         assert values["API_URL"] == f"http://127.0.0.1:{env['API_PORT']}"
         assert values["KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{env['KAFKA_PORT']}"
         assert values["CONVEYOR_API_KEY"].startswith("cvk_")
+        assert values["CONVEYOR_WEBHOOK_SECRET"].startswith("whsec_")
         assert pg.database_exists("conveyor")
         second = subprocess.run([sys.executable, "-m", "deploy.local"], env=env, cwd=REPO_ROOT,
                                 capture_output=True, text=True, timeout=60, check=False)

@@ -318,3 +318,28 @@ class DeadLetterDeleted(CamelModel):
     """POST /dlq/delete: how many failed jobs were deleted."""
 
     deleted: int
+
+
+class DeliveryTry(CamelModel):
+    """One try of a webhook delivery."""
+
+    at: datetime
+    status: int | None = Field(description="The receiver's HTTP status; null when it did not answer in time")
+    error: str | None = Field(default=None, description="Why the try failed (absent after a 2xx)")
+    duration_ms: int
+
+
+class DeliveryView(CamelModel):
+    """A webhook delivery of the job's callbackUrl; `deliveryId` is its `Conveyor-Delivery` header."""
+
+    delivery_id: uuid.UUID
+    event: str = Field(description="The event type sent (`completed`, `failed`, `cancelled`)")
+    url: str
+    attempts: list[DeliveryTry] = Field(description="Every try, oldest first")
+    state: Literal["pending", "delivered", "failed"]
+
+
+class DeliveryList(CamelModel):
+    """GET /jobs/{id}/deliveries: the job's webhook deliveries, oldest first."""
+
+    items: list[DeliveryView]

@@ -23,6 +23,7 @@ from services.api.jobs.field_types import NAME_PATTERN, DateTime
 from services.api.jobs.job_plan import plan_job
 from services.api.jobs.schemas import (
     CancelResult,
+    DeliveryList,
     EventList,
     JobPage,
     JobSubmission,
@@ -31,7 +32,7 @@ from services.api.jobs.schemas import (
 )
 from services.api.jobs.views import decode_cursor, encode_cursor, job_view
 from services.api.jobs.waiting import unfinished_dependencies, wait_states, waiting_reason
-from services.api.store import job_reads
+from services.api.store import job_reads, webhooks
 from services.api.store.connections import connection
 from services.api.store.dispatch import cancel_in_redis, clear_cancel_flag
 from services.api.store.job_reads import JobFilter
@@ -255,4 +256,19 @@ async def job_events(job_id: str, deps: Deps, principal: Reader) -> Response:
         if not await job_reads.job_exists(conn, principal.tenant, jid):
             raise NotFound(f"no job {job_id}")
         items = await job_reads.events_of(conn, jid)
+    return JsonResponse({"items": items})
+
+
+@router.get(
+    "/jobs/{job_id}/deliveries", response_model=DeliveryList, operation_id="listJobDeliveries",
+    summary="The job's webhook deliveries",
+    responses=problems(401, 403, 404, 503, meanings=NO_JOB),
+)
+async def job_deliveries(job_id: str, deps: Deps, principal: Reader) -> Response:
+    """Every call of the job's callbackUrl (its terminal event) with each try, oldest first."""
+    jid = parse_job_id(job_id)
+    async with connection(deps.pool) as conn:
+        if not await job_reads.job_exists(conn, principal.tenant, jid):
+            raise NotFound(f"no job {job_id}")
+        items = await webhooks.deliveries_of_job(conn, principal.tenant, jid)
     return JsonResponse({"items": items})

@@ -135,6 +135,7 @@ async def test_a_key_of_tenant_b_gets_404_for_a_job_of_tenant_a(api: Api) -> Non
     job_id = created.json()["jobId"]
     batch = (await api.anonymous.post("/api/v1/job-batches", json={"jobs": [JOB]}, headers=bearer(tenant_a))).json()
     for method, path in (("GET", f"/api/v1/jobs/{job_id}"), ("GET", f"/api/v1/jobs/{job_id}/events"),
+                         ("GET", f"/api/v1/jobs/{job_id}/deliveries"),
                          ("DELETE", f"/api/v1/jobs/{job_id}"), ("POST", f"/api/v1/jobs/{job_id}/retry"),
                          ("GET", f"/api/v1/job-batches/{batch['batchId']}")):
         response = await api.anonymous.request(method, path, headers=bearer(tenant_b))

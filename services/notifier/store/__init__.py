@@ -1,0 +1,1 @@
+"""The notifier's SQL by concern (webhook deliveries); API keys are resolved by `shared.auth`."""
