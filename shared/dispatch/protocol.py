@@ -30,6 +30,7 @@ from shared.dispatch.records import (
     decode_spec,
     encode_spec,
     flat,
+    lane_aware_scores,
     now_ms,
     owned,
     packed_keys,
@@ -231,7 +232,8 @@ class Dispatcher:
         raw = await self.pipelined(peek)
         # A paused queue's backlog must not take the shares of queues that can start work.
         heads = [
-            [] if paused else [score for _, score in head] for head, paused in zip(raw[::2], raw[1::2], strict=True)
+            [] if paused else lane_aware_scores(head, count)
+            for head, paused in zip(raw[::2], raw[1::2], strict=True)
         ]
         return share_out(queues, heads, count)
 

@@ -132,6 +132,18 @@ def owned(leases: Iterable[Lease]) -> list[str]:
     return [x for lease in leases for x in (str(lease.job_id), lease.token)]
 
 
+def lane_aware_scores(head: Sequence[tuple[bytes | str, float]], count: int) -> list[float]:
+    """The scores of a ready set's head as jobs: a lane marker (`@<lane>`) stands for a whole lane
+    of jobs, so it counts `count` times (else a queue of 20 lanes got at most 20 of every pop)."""
+    scores: list[float] = []
+    for member, score in head:
+        lane = (member[:1] == b"@") if isinstance(member, bytes) else member.startswith("@")
+        scores.extend([score] * (count if lane else 1))
+        if len(scores) >= count:
+            break
+    return scores[:count]
+
+
 def share_out(queues: Sequence[str], head_scores: Sequence[Sequence[float]], count: int) -> list[tuple[str, int]]:
     """How many of `count` jobs to pop from which queue, given the best scores at each ready set's head:
     the best `count` scores of all, ties to the queue named first."""
