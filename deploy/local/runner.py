@@ -87,6 +87,13 @@ class RunnerConfig:
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise RunnerError(f"{var}={raw!r} is not a TCP port")
             ports[name] = int(raw)
+        by_port: dict[int, list[str]] = {}
+        for name, port in ports.items():
+            by_port.setdefault(port, []).append(PORT_VARS[name])
+        shared = [f"{', '.join(names)} share port {port}; give each its own port"
+                  for port, names in by_port.items() if len(names) > 1]
+        if shared:
+            raise RunnerError("\n".join(shared))
         return cls(
             home=Path(environ["CONVEYOR_HOME"]) if environ.get("CONVEYOR_HOME") else home,
             ports=ports,

@@ -70,6 +70,11 @@ class Reconciler:
         self._suspects: dict[uuid.UUID, datetime] = {}  # absent from Redis last pass, with updated_at
         self.passes = 0  # completed passes (for health and tests)
 
+    @property
+    def holding_back(self) -> bool:
+        """Whether the consumer lags enough that a pass now would not compare Redis with Postgres."""
+        return self._lag.behind(self._grace, self._lag_window)
+
     async def tick(self) -> bool:
         """The periodic-loop entry: one pass (never asks to run again at once)."""
         await self.run_pass()
@@ -99,7 +104,7 @@ class Reconciler:
         for status in (JobStatus.PENDING, JobStatus.BLOCKED):
             async for page in self._pages(conn, status, cutoff):
                 await self._redecide(page, status, cutoff, counts)
-        if self._lag.behind(self._grace, self._lag_window):
+        if self.holding_back:
             log.warning("consumer is %.1fs behind; not comparing Redis with Postgres this pass", self._lag.seconds)
             self._suspects = {}
             return counts

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
 from deploy.local.paths import REPO_ROOT
-from deploy.local.runner import SERVICE_ORDER, RunnerError, check_ports
+from deploy.local.runner import SERVICE_ORDER, RunnerConfig, RunnerError, check_ports
 from deploy.local.servers import (
     KafkaBroker,
     PostgresServer,
@@ -285,6 +285,16 @@ def test_port_in_use_is_detected_and_names_the_variable() -> None:
         with pytest.raises(RunnerError, match=f"port {port} \\(api\\).*API_PORT"):
             check_ports({"api": port, "worker": free_port()}, ["api", "worker"])
     assert not port_in_use(port)
+
+
+def test_two_port_variables_with_one_port_are_refused_by_name() -> None:
+    with pytest.raises(RunnerError, match="KAFKA_PORT, API_PORT share port 4100; give each its own port"):
+        RunnerConfig.from_env({"KAFKA_PORT": "4100", "API_PORT": "4100"})
+
+
+def test_free_port_never_hands_out_the_same_port_twice() -> None:
+    picked = [free_port() for _ in range(200)]
+    assert len(set(picked)) == len(picked)
 
 
 def test_the_runner_refuses_to_start_on_a_busy_port(tmp_path: Path) -> None:

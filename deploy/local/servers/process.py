@@ -69,10 +69,23 @@ _SPAWNER_LOCK = threading.Lock()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port nobody listens on right now (the kernel's pick), never one this process got before.
+
+    The kernel may hand the same ephemeral port to two binds in a row once the first socket is
+    closed; callers that pick several ports before starting anything would then share one.
+    """
+    with _HANDED_OUT_LOCK:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
+
+
+_HANDED_OUT: set[int] = set()
+_HANDED_OUT_LOCK = threading.Lock()
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
