@@ -1,0 +1,1 @@
+"""What analytics and the API's metrics routes share: histogram buckets and their reading."""
