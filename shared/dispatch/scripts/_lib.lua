@@ -29,6 +29,12 @@ local function load_config()
 end
 
 -- packed job keys "fk SEP rk SEP ck" -> fk, rk, ck ('' when absent)
+-- A config field "<a>:<b>" (a limit "count:period_ms", aging "every_ms:step") as two numbers.
+local function pair(text)
+  local a, b = string.match(text, '^(%d+):(%d+)$')
+  return tonumber(a), tonumber(b)
+end
+
 local function unpack_keys(packed)
   if not packed then return '', '', '' end
   local fk, rk, ck = string.match(packed, '^(.-)\31(.-)\31(.*)$')

@@ -12,8 +12,7 @@ if not cfg.age then
   redis.call('DEL', KEYS[8])
   return 0
 end
-local every, step = string.match(cfg.age, '^(%d+):(%d+)$')
-every, step = tonumber(every), tonumber(step)
+local every, step = pair(cfg.age)
 local shift = tonumber(ARGV[2])
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))

@@ -25,8 +25,7 @@ if conc then
 end
 local rl_n, rl_p
 if cfg.rl then
-  rl_n, rl_p = string.match(cfg.rl, '^(%d+):(%d+)$')
-  rl_n, rl_p = tonumber(rl_n), tonumber(rl_p)
+  rl_n, rl_p = pair(cfg.rl)
   redis.call('ZREMRANGEBYSCORE', KEYS[15], '-inf', now - rl_p)
   local free = rl_n - redis.call('ZCARD', KEYS[15])
   if free <= 0 then
@@ -37,8 +36,7 @@ if cfg.rl then
 end
 local krl_n, krl_p
 if cfg.krl then
-  krl_n, krl_p = string.match(cfg.krl, '^(%d+):(%d+)$')
-  krl_n, krl_p = tonumber(krl_n), tonumber(krl_p)
+  krl_n, krl_p = pair(cfg.krl)
 end
 local kconc = tonumber(cfg.kconc)
 

@@ -12,15 +12,13 @@ local conc, kconc = tonumber(cfg.conc), tonumber(cfg.kconc)
 local running = redis.call('ZCARD', KEYS[10])
 local rl_until = nil
 if cfg.rl then
-  local n, p = string.match(cfg.rl, '^(%d+):(%d+)$')
-  n, p = tonumber(n), tonumber(p)
+  local n, p = pair(cfg.rl)
   local live = redis.call('ZRANGEBYSCORE', KEYS[14], '(' .. (now - p), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   if live[2] and redis.call('ZCOUNT', KEYS[14], '(' .. (now - p), '+inf') >= n then rl_until = tonumber(live[2]) + p end
 end
 local krl_n, krl_p
 if cfg.krl then
-  krl_n, krl_p = string.match(cfg.krl, '^(%d+):(%d+)$')
-  krl_n, krl_p = tonumber(krl_n), tonumber(krl_p)
+  krl_n, krl_p = pair(cfg.krl)
 end
 for i = 1, #ARGV, 3 do
   local id, rk, ck = ARGV[i], ARGV[i + 1], ARGV[i + 2]
