@@ -40,6 +40,9 @@ class Detector:
         self._pool = pool
         self._s = settings
         self._hand_off = hand_off
+        # Minutes before this were taken in at an earlier tick of this replica: most ticks read none.
+        # (Each condition also remembers its last minute, so another replica's ticks never count twice.)
+        self._learned_until: datetime | None = None
 
     async def tick(self) -> list[Alert]:
         """One evaluation; nothing when another replica holds the lock."""
@@ -51,7 +54,8 @@ class Detector:
             minute = now.replace(second=0, microsecond=0)
             closed_before = (now - SETTLE).replace(second=0, microsecond=0)
             window = await store.fetch(conn, store.WINDOW, minute - timedelta(minutes=s.alert_window_minutes - 1))
-            minutes = await store.fetch(conn, store.MINUTES, closed_before - LOOKBACK, closed_before)
+            since = max(self._learned_until or closed_before - LOOKBACK, closed_before - LOOKBACK)
+            minutes = await store.fetch(conn, store.MINUTES, since, closed_before)
             backlog = await store.fetch(conn, store.BACKLOG, now)
             rules = [rule_of(r) for r in await store.fetch(conn, store.RULES)]
             states = await store.conditions(conn)
@@ -75,6 +79,7 @@ class Detector:
             await store.save_conditions(conn, [c for k, c in states.items() if k not in gone], gone)
             messages = [alert_message(a) for a in changed]
             ids = await store.add_to_outbox(conn, messages)
+        self._learned_until = closed_before
         if changed:
             self._hand_off(Outgoing(ids, messages))
             for a in changed:
