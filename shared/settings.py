@@ -151,6 +151,34 @@ class AnalyticsSettings(CommonSettings):
     kafka_fetch_max_wait_ms: int = 250
     kafka_batch_interval_ms: int = 500
 
+    # -- alerts: anomaly detection and alert rules (services/analytics/alerts) --------------------
+    # How often the detector judges every queue and rule (one replica at a time).
+    alert_eval_interval_s: float = Field(default=5.0, gt=0)
+    # The recent window: the current minute of stats_minute and the ones before it, this many in all.
+    alert_window_minutes: int = Field(default=2, ge=1, le=60)
+    # Below this many finished jobs (or timed attempts) in the window a queue is not judged: one
+    # failure is not a spike.
+    alert_min_volume: int = Field(default=20, ge=1)
+    # Weight of each closed minute in the EWMA baselines, and the minutes of history a duration
+    # baseline needs before it judges (a queue with no history has a 0 % failure baseline).
+    alert_ewma_alpha: float = Field(default=0.2, gt=0, le=1)
+    alert_baseline_min_minutes: int = Field(default=3, ge=1)
+    # failure_rate: opens at baseline + open delta, clears below baseline + resolve delta.
+    alert_failure_open_delta: float = Field(default=0.25, gt=0, le=1)
+    alert_failure_resolve_delta: float = Field(default=0.10, ge=0, le=1)
+    # duration: window p95 against the baseline p95 (a factor and an absolute floor in ms).
+    alert_duration_open_factor: float = Field(default=3.0, gt=1)
+    alert_duration_resolve_factor: float = Field(default=1.5, ge=1)
+    alert_duration_min_ms: float = Field(default=100.0, ge=0)
+    # backlog: waiting jobs against the baseline backlog (a factor and an absolute floor).
+    alert_backlog_open_factor: float = Field(default=3.0, gt=1)
+    alert_backlog_resolve_factor: float = Field(default=1.5, ge=1)
+    alert_backlog_min: int = Field(default=100, ge=1)
+    # Hysteresis: an anomaly resolves once it stayed below its resolve level this long; a rule's alert
+    # once its condition stayed false this long (DESIGN: a rule resolves within 60 s of clearing).
+    alert_anomaly_resolve_after_s: float = Field(default=120.0, ge=0)
+    alert_rule_resolve_after_s: float = Field(default=20.0, ge=0, le=50)
+
 
 class NotifierSettings(CommonSettings):
     """WebSocket fan-out."""

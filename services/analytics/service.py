@@ -11,6 +11,7 @@ import asyncpg
 from aiokafka import ConsumerRecord
 
 from services.analytics import metrics, sql
+from services.analytics.alerts.runtime import AlertsRuntime
 from services.analytics.recorder import EventRecorder
 from shared.db.pool import close_pool, pool_for
 from shared.events import JOB_TOPICS
@@ -58,6 +59,7 @@ class AnalyticsService(BaseService):
             auto_offset_reset="earliest",
         )
         self.spawn("consumer", self._consumer.run(), drain=self._consumer.stop)
+        self.spawn("alerts", AlertsRuntime(self._pool, s).run(self.stopping), drain=True)
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         assert self._recorder is not None

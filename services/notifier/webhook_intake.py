@@ -1,9 +1,12 @@
-"""Terminal job events and `batch_completed` become webhook deliveries of their callbackUrl (DESIGN §5).
+"""Terminal job events and `batch_completed` become webhook deliveries of their callbackUrl, and a rule's
+alerts (on `alerts`, opened and resolved) deliveries of the rule's webhookUrl (DESIGN §5).
 
 Its own consumer group (not the fan-out's group-less consumer): offsets are committed only after
 the deliveries are stored, so an event that arrives while every notifier is down is delivered
 once one is back, and the fan-out never waits on Postgres. Redelivered events and several replicas
-are harmless: deliveries are unique per (event id, url).
+are harmless: deliveries are unique per (event id, url). An alert's event id is derived from its
+alertId and status, so its opening and its resolving are one delivery each. Its URL is the one the
+analytics service stored with the alert (alerts.webhook_url, written before the alert was published).
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ from shared.events import EventType
 log = logging.getLogger(__name__)
 
 TERMINAL = (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED)
-TOPICS: tuple[str, ...] = (*(events.TOPIC_OF[t] for t in TERMINAL), events.BATCHES_TOPIC)
+TOPICS: tuple[str, ...] = (*(events.TOPIC_OF[t] for t in TERMINAL), events.BATCHES_TOPIC, events.ALERTS_TOPIC)
 GROUP = "notifier-webhooks"
+ALERT_EVENT = "alert"
+# An alert's delivery event id: uuid5 of its alertId and status (open, resolved).
+ALERT_EVENT_NAMESPACE = uuid.UUID("0e3f9a52-7c1d-4b8e-a6f0-2d4c8b1e9a73")
 
 
 class UrlPolicy:
@@ -66,6 +72,7 @@ class _Event:
     job_id: uuid.UUID | None
     batch_id: uuid.UUID | None
     body: str
+    alert_id: uuid.UUID | None = None
 
 
 class WebhookIntake:
@@ -76,6 +83,7 @@ class WebhookIntake:
         self._pool = pool
         self._policy = policy
         self._batches_topic = events.topic_name(topic_prefix, events.BATCHES_TOPIC)
+        self._alerts_topic = events.topic_name(topic_prefix, events.ALERTS_TOPIC)
         self._wake = wake
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
@@ -86,11 +94,14 @@ class WebhookIntake:
         pool = self._pool()
         jobs = await store.callbacks(pool, store.JOB_CALLBACKS, [e.job_id for e in parsed if e.job_id])
         batches = await store.callbacks(pool, store.BATCH_CALLBACKS, [e.batch_id for e in parsed if e.batch_id])
+        alerts = await store.callbacks(pool, store.ALERT_CALLBACKS, [e.alert_id for e in parsed if e.alert_id])
         deliveries = []
         for event in parsed:
             callback = jobs.get(event.job_id) if event.job_id else None
             if event.batch_id:
                 callback = batches.get(event.batch_id)
+            if event.alert_id:
+                callback = alerts.get(event.alert_id)
             if callback is not None:
                 deliveries.append(self._delivery(event, callback))
         if deliveries:
@@ -112,6 +123,8 @@ class WebhookIntake:
         try:
             if record.topic == self._batches_topic:
                 return _batch_event(orjson.loads(record.value))
+            if record.topic == self._alerts_topic:
+                return _alert_event(orjson.loads(record.value), record.value)
             envelope = events.decode(record.value)
             return _Event(envelope.type.value, envelope.event_id, envelope.job_id, None,
                           jsonutil.dumps_str(envelope.to_wire()))
@@ -127,3 +140,12 @@ def _batch_event(doc: Any) -> _Event | None:
         return None
     return _Event(events.BATCH_COMPLETED, uuid.UUID(doc["eventId"]), None, uuid.UUID(doc["data"]["batchId"]),
                   jsonutil.dumps_str(doc))
+
+
+def _alert_event(doc: Any, raw: bytes) -> _Event | None:
+    """An alert as published (sent as it came); only a rule's alerts can have a webhook, the lookup tells."""
+    if not isinstance(doc, dict) or doc.get("kind") != "rule" or doc.get("status") not in ("open", "resolved"):
+        return None
+    alert_id = uuid.UUID(doc["alertId"])
+    event_id = uuid.uuid5(ALERT_EVENT_NAMESPACE, f"{alert_id}:{doc['status']}")
+    return _Event(ALERT_EVENT, event_id, None, None, raw.decode(), alert_id=alert_id)

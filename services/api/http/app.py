@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
+from services.api.alerts.schemas import AlertRuleCreate, AlertRulePatch
 from services.api.http.deps import ApiDeps
 from services.api.http.exception_handlers import install_exception_handlers
 from services.api.http.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -16,7 +17,7 @@ from services.api.http.submit_lane import SubmitLane
 from services.api.jobs.schedules import ScheduleCreate, SchedulePatch
 from services.api.jobs.schemas import BatchSubmission, JobSubmission
 from services.api.queues.schemas import QueueConfigPatch
-from services.api.routes import batches, dlq, health, jobs, queues, schedules, workers
+from services.api.routes import alerts, batches, dlq, health, jobs, queues, schedules, workers
 from shared.telemetry import fastapi_telemetry
 
 DESCRIPTION = "Submit, inspect, cancel and retry jobs. Errors are RFC 9457 problem details."
@@ -31,12 +32,14 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.state.deps = deps
     app.state.principals = PrincipalResolver(deps.pool, auth_required=deps.settings.auth_required)
     # One module per resource (a new one goes here).
-    routers = (jobs.router, batches.router, dlq.router, schedules.router, queues.router, workers.router)
+    routers = (jobs.router, batches.router, dlq.router, schedules.router, queues.router, workers.router,
+               alerts.router)
     for router in routers:
         app.include_router(router)
     health.install_health(app, deps.pool)
     install_exception_handlers(app, [route for router in routers for route in router.routes])
-    install_openapi(app, [JobSubmission, BatchSubmission, ScheduleCreate, SchedulePatch, QueueConfigPatch])
+    install_openapi(app, [JobSubmission, BatchSubmission, ScheduleCreate, SchedulePatch, QueueConfigPatch,
+                          AlertRuleCreate, AlertRulePatch])
     # Added last = outermost: metrics also see the 413s the body limit answers; the submit lane
     # is inside both.
     app.add_middleware(SubmitLane, fastapi_app=app)

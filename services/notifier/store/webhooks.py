@@ -13,6 +13,11 @@ JOB_CALLBACKS = "SELECT id, tenant, callback_url FROM jobs WHERE id = ANY($1::uu
 BATCH_CALLBACKS = (
     "SELECT id, tenant, callback_url FROM job_batches WHERE id = ANY($1::uuid[]) AND callback_url IS NOT NULL"
 )
+# A rule's alert: the URL and tenant the analytics service stored with it (queue-level alerts have none).
+ALERT_CALLBACKS = """
+SELECT alert_id AS id, tenant, webhook_url AS callback_url FROM alerts
+WHERE alert_id = ANY($1::uuid[]) AND webhook_url IS NOT NULL AND tenant IS NOT NULL
+"""
 # ON CONFLICT: Kafka redelivers, and every replica may consume the same event; one delivery stands.
 ENQUEUE = """
 INSERT INTO webhook_deliveries (id, tenant, job_id, batch_id, event_type, event_id, url, body, state, attempts)
@@ -79,7 +84,7 @@ class DueDelivery:
 
 
 async def callbacks(pool: asyncpg.Pool, sql: str, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Callback]:
-    """The callbacks of the given jobs (JOB_CALLBACKS) or batches (BATCH_CALLBACKS) that have one."""
+    """The callbacks of the given jobs (JOB_CALLBACKS), batches (BATCH_CALLBACKS) or alerts (ALERT_CALLBACKS)."""
     if not ids:
         return {}
     rows = await pool.fetch(sql, list(ids))

@@ -1,0 +1,1 @@
+"""Alerts: queue anomalies against their own baselines, tenants' alert rules, storage and publishing."""

@@ -1,0 +1,1 @@
+"""Alerts and alert rules as the api shows and takes them (DESIGN §5)."""
