@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.analytics.histogram import attempt_slot, bucket_of
@@ -67,7 +67,8 @@ def duration_ms(envelope: Envelope) -> int | None:
     began, ended = _moment(data.get("startedAt")), _moment(data.get("endedAt"))
     if began is None or ended is None:
         return None  # e.g. a lost lease whose start was never recorded
-    return _ms((ended - began).total_seconds() * 1000)
+    # As the worker computes durationMs (timedelta division: no float drift on whole ms).
+    return _ms((ended - began) / timedelta(milliseconds=1))
 
 
 def wait_ms(envelope: Envelope) -> int | None:
