@@ -104,7 +104,8 @@ async def stored(pool: asyncpg.Pool, table: str) -> Table:
 
 async def audit_rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     """Every audit row, with the columns `expected` reads."""
-    return list(await pool.fetch("SELECT tenant, queue, job_type, type, attempt, occurred_at, envelope FROM job_events"))
+    query = "SELECT tenant, queue, job_type, type, attempt, occurred_at, envelope FROM job_events"
+    return list(await pool.fetch(query))
 
 
 async def assert_aggregates_match_the_audit_log(pool: asyncpg.Pool) -> None:
