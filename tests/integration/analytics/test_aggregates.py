@@ -22,9 +22,8 @@ S = timedelta(seconds=1)
 E = EventType
 
 
-def event(kind: EventType, job: uuid.UUID, at: datetime, attempt: int = 1, queue: str = "emails",
-          **data: Any) -> Envelope:
-    return Envelope(type=kind, job_id=job, queue=queue, job_type="send", attempt=attempt, occurred_at=at,
+def event(kind: EventType, job: uuid.UUID, at: datetime, attempt: int = 1, **data: Any) -> Envelope:
+    return Envelope(type=kind, job_id=job, queue="emails", job_type="send", attempt=attempt, occurred_at=at,
                     data=data, tenant="acme")
 
 
@@ -36,7 +35,7 @@ def hist(*values_ms: int) -> tuple[int, ...]:
     return tuple(counts)
 
 
-def outcome_times(start: datetime, ms: int) -> dict[str, str]:
+def outcome_times(start: datetime, ms: int) -> dict[str, Any]:
     return {"startedAt": start.isoformat(), "endedAt": (start + timedelta(milliseconds=ms)).isoformat()}
 
 
