@@ -69,8 +69,10 @@ fresh AS (
     SELECT x.* FROM incoming x JOIN inserted USING (event_id)
 ),
 per_bucket AS (
+    -- dispatched and progress events add nothing to a stats row: they write none.
     SELECT r.res, date_trunc(r.res, f.occurred_at, 'UTC') AS bucket, f.*
     FROM fresh f CROSS JOIN (VALUES ('minute'), ('hour'), ('day')) AS r(res)
+    WHERE f.type IN ('submitted', 'started', 'completed', 'retry', 'failed', 'cancelled')
 ),
 totals AS (
     SELECT res, tenant, queue, job_type, bucket,

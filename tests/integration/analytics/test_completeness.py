@@ -125,8 +125,10 @@ async def test_every_event_is_audited_once_through_kills_and_aggregates_match_th
             exposed = (await http.get("/metrics", timeout=5)).text
         replayed = sum(float(line.split()[-1]) for line in exposed.splitlines()
                        if line.startswith("conveyor_analytics_duplicates_skipped_total"))
+        lag = [line for line in exposed.splitlines() if line.startswith("conveyor_analytics_lag_seconds ")]
         print(f"{kills} kills; {len(emitted)} events on Kafka ({sum(emitted.values()) - len(emitted)} repeated "
-              f"records); {len(audited)} audit rows; {replayed:.0f} redelivered events skipped since the last restart")
+              f"records); {len(audited)} audit rows; {replayed:.0f} redelivered events skipped since the last "
+              f"restart; {lag}")
         assert audited == set(emitted)  # exactly one row per emitted event (event_id is the key)
         await assert_aggregates_match_the_audit_log(pool)  # ... and each counted once
 
