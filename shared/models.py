@@ -111,6 +111,9 @@ class JobSpec(CamelModel):
     retry: RetryPolicy | None = None
     timeout_ms: int | None = None
     submitted_at_ms: int = 0
+    # When this attempt became due (epoch ms; 0: not known): its retry's next run time, its
+    # scheduled time, else when it was submitted or queued. The worker's `waitMs` counts from it.
+    due_at_ms: int = 0
     trace_parent: str | None = None
     # DESIGN §5 scheduling keys: the job's share of its queue's per-key limits and fairness.
     rate_limit_key: str | None = None

@@ -150,6 +150,17 @@ class AnalyticsSettings(CommonSettings):
     # The audit log is not on the dispatch path: longer fetch waits mean fewer, larger batches.
     kafka_fetch_max_wait_ms: int = 250
     kafka_batch_interval_ms: int = 500
+    # Retention by age (0 keeps forever): the audit log by occurred_at, the aggregates by bucket.
+    # stats_day is kept (a row per queue, job type and day). README "Analytics" has the figures.
+    audit_retention_days: float = Field(default=30.0, ge=0)
+    stats_minute_retention_days: float = Field(default=2.0, ge=0)
+    stats_hour_retention_days: float = Field(default=90.0, ge=0)
+    worker_stats_retention_days: float = Field(default=2.0, ge=0)
+    # The cleaner (one replica at a time): a pass every interval, deleting in batches of this
+    # many rows with a pause between them, so each statement is short and ingestion is never held.
+    retention_interval_s: float = Field(default=300.0, gt=0)
+    retention_batch_rows: int = Field(default=5000, gt=0)
+    retention_pause_s: float = Field(default=0.05, ge=0)
 
     # -- alerts: anomaly detection and alert rules (services/analytics/alerts) --------------------
     # How often the detector judges every queue and rule (one replica at a time).

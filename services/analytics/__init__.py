@@ -1,1 +1,1 @@
-"""analytics: the audit log (`job_events`) and per-queue per-minute counters, fed from every job topic."""
+"""analytics: the audit log (`job_events`) and its aggregates (stats_* tables), fed from every job topic."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import time
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_RECORDED = Counter(
     "conveyor_analytics_events_recorded_total", "Events appended to the audit log, by event type", ["type"]
@@ -20,3 +23,43 @@ BATCH_SECONDS = Histogram(
     "conveyor_analytics_batch_seconds", "Time to record one consumed batch in Postgres",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+RETENTION_DELETED = Counter(
+    "conveyor_analytics_retention_deleted_total", "Rows the retention cleaner deleted, by table", ["table"]
+)
+
+
+class Lag:
+    """How far recording is behind the stream: the age of the oldest record of the batch in hand.
+
+    While a batch is being recorded the age keeps growing; between batches it holds the age the
+    last batch's oldest record had when that batch was committed to Postgres (0 before any).
+    """
+
+    def __init__(self) -> None:
+        self._oldest_s: float | None = None
+        self._last_s = 0.0
+
+    def begin(self, timestamps_ms: Iterable[int]) -> None:
+        """A batch with these Kafka record timestamps (epoch ms; ≤ 0 means unknown) is in hand."""
+        known = [t for t in timestamps_ms if t > 0]
+        self._oldest_s = min(known) / 1000 if known else None
+
+    def end(self) -> None:
+        """The batch in hand is recorded."""
+        if self._oldest_s is not None:
+            self._last_s = max(0.0, time.time() - self._oldest_s)
+        self._oldest_s = None
+
+    def seconds(self) -> float:
+        """The gauge's value now."""
+        if self._oldest_s is not None:
+            return max(0.0, time.time() - self._oldest_s)
+        return self._last_s
+
+
+LAG = Lag()
+LAG_SECONDS = Gauge(
+    "conveyor_analytics_lag_seconds",
+    "Age of the oldest record of the batch being recorded (between batches: that age when the last one committed)",
+)
+LAG_SECONDS.set_function(LAG.seconds)

@@ -1,9 +1,8 @@
-"""Append events to the audit log and bump the per-minute counters, in one statement per batch."""
+"""Append events to the audit log and add the new ones to every aggregate, in one statement per batch."""
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,12 +10,11 @@ from typing import Any
 import asyncpg
 
 from services.analytics import sql
-from shared.events import Envelope, EventType
+from services.analytics.facts import facts_of
+from shared.events import Envelope
 from shared.logs import job_fields
 
 log = logging.getLogger(__name__)
-
-_BIGINT_MAX = 2**63 - 1
 
 
 @dataclass
@@ -40,20 +38,9 @@ class RecordResult:
         self.rejected += other.rejected
 
 
-def duration_ms(envelope: Envelope) -> int:
-    """`data.durationMs` of a completed event (0 for other events or a missing/invalid value)."""
-    if envelope.type is not EventType.COMPLETED:
-        return 0
-    value = envelope.data.get("durationMs")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    if isinstance(value, float) and not math.isfinite(value):
-        return 0
-    return max(0, min(int(value), _BIGINT_MAX))
-
-
 def _columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
     # In the parameter order of sql.RECORD_EVENTS.
+    facts = [facts_of(e) for e in envelopes]
     return [
         [e.event_id for e in envelopes],
         [e.job_id for e in envelopes],
@@ -64,12 +51,18 @@ def _columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
         [e.attempt for e in envelopes],
         [e.occurred_at for e in envelopes],
         [e.to_wire() for e in envelopes],
-        [duration_ms(e) for e in envelopes],
+        [f.duration_ms for f in facts],
+        [f.duration_slot for f in facts],
+        [f.wait_ms for f in facts],
+        [f.wait_slot for f in facts],
+        [f.attempt_slot for f in facts],
+        [f.error_type for f in facts],
+        [f.worker_id for f in facts],
     ]
 
 
 class EventRecorder:
-    """Writes batches of envelopes to `job_events` and `queue_minute_stats`."""
+    """Writes batches of envelopes to `job_events` and, for the new ones, every aggregate table."""
 
     def __init__(self, pool: asyncpg.Pool, *, timeout_s: float = 10.0) -> None:
         self._pool = pool

@@ -1,4 +1,5 @@
-"""The analytics service: consumes every job topic (group `analytics`) into the audit log and counters."""
+"""The analytics service: consumes every job topic (group `analytics`) into the audit log and aggregates;
+its retention cleaner trims both by age."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aiokafka import ConsumerRecord
 from services.analytics import metrics, sql
 from services.analytics.alerts.runtime import AlertsRuntime
 from services.analytics.recorder import EventRecorder
+from services.analytics.retention import RetentionCleaner
 from shared.db.pool import close_pool, pool_for
 from shared.events import JOB_TOPICS
 from shared.http_server import health_app
@@ -27,7 +29,7 @@ READY_PING_S = 2.0
 
 
 class AnalyticsService(BaseService):
-    """Postgres pool, health server, consumer loop; stop lets the batch in hand finish, then closes."""
+    """Postgres pool, health server, consumer loop, retention cleaner; stop lets the batch in hand finish."""
 
     name = "analytics"
 
@@ -59,6 +61,7 @@ class AnalyticsService(BaseService):
             auto_offset_reset="earliest",
         )
         self.spawn("consumer", self._consumer.run(), drain=self._consumer.stop)
+        self.spawn("retention", RetentionCleaner(self._pool, s, self.stopping).run(), drain=True)
         self.spawn("alerts", AlertsRuntime(self._pool, s).run(self.stopping), drain=True)
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
@@ -68,9 +71,11 @@ class AnalyticsService(BaseService):
             metrics.RECORDS_UNDECODABLE.inc(len(records) - len(envelopes))
         if not envelopes:
             return
+        metrics.LAG.begin(r.timestamp for r in records)
         started = time.perf_counter()
         result = await self._recorder.record(envelopes)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.LAG.end()
         for kind, n in result.inserted.items():
             metrics.EVENTS_RECORDED.labels(kind).inc(n)
         if result.duplicates:

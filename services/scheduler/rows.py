@@ -120,6 +120,19 @@ def _retry_policy(raw: Any, job_id: uuid.UUID) -> RetryPolicy | None:
         return RetryPolicy()
 
 
+def became_due_ms(row: JobRow) -> int:
+    """When the attempt a spec is built for became due (epoch ms), for the worker's `waitMs`: a retry's
+    next run time, a scheduled time, else when the row last moved (its creation, a manual retry, its
+    queueing); a row released from its dependencies just now."""
+    if row.status is JobStatus.RETRYING and row.next_run_at is not None:
+        return to_ms(row.next_run_at)
+    if row.status is JobStatus.BLOCKED:
+        return to_ms(events.utcnow())
+    if row.status in (JobStatus.PENDING, JobStatus.SCHEDULED) and row.scheduled_for is not None:
+        return to_ms(max(row.scheduled_for, row.updated_at))
+    return to_ms(row.updated_at)
+
+
 def spec_for(row: JobRow, attempt: int) -> JobSpec:
     """The Redis dispatch spec of one attempt of this row (never raises on odd stored data)."""
     payload = row.payload if isinstance(row.payload, dict) else {"value": row.payload}
@@ -127,7 +140,7 @@ def spec_for(row: JobRow, attempt: int) -> JobSpec:
         job_id=row.id, tenant=row.tenant, queue=row.queue, job_type=row.job_type, payload=payload,
         priority=row.priority, attempt=attempt, max_attempts=row.max_attempts,
         retry=_retry_policy(row.retry, row.id), timeout_ms=row.timeout_ms,
-        submitted_at_ms=to_ms(row.created_at), trace_parent=row.trace_parent,
+        submitted_at_ms=to_ms(row.created_at), due_at_ms=became_due_ms(row), trace_parent=row.trace_parent,
         rate_limit_key=row.rate_limit_key, concurrency_key=row.concurrency_key, fairness_key=row.fairness_key,
         checkpoint_state=row.checkpoint,
     )

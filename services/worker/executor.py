@@ -248,7 +248,7 @@ class Executor:
         spec = rec.lease.spec
         started_at = utcnow()
         if not await self._sink.publish_until_acked(
-            [job_events.started(spec, self.worker_id, started_at)], lambda: rec.lost
+            [job_events.started(spec, self.worker_id, started_at, popped_ms=rec.lease.started_ms)], lambda: rec.lost
         ):
             JOBS_PROCESSED.labels(spec.queue, "lost").inc()
             return

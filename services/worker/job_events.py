@@ -30,9 +30,25 @@ def envelope(spec: JobSpec, kind: EventType, data: dict[str, Any]) -> Envelope:
     )
 
 
-def started(spec: JobSpec, worker_id: str, started_at: datetime) -> Envelope:
-    """The attempt began on this worker."""
-    return envelope(spec, EventType.STARTED, {"workerId": worker_id, "startedAt": _iso(started_at)})
+def wait_ms(spec: JobSpec, started_at: datetime, popped_ms: int = 0) -> int | None:
+    """How long the attempt waited to start: from when it became due (`spec.due_at_ms`) to the Redis
+    time of the pop that leased it (`popped_ms`; this worker's clock at the start if unknown).
+
+    None when the spec does not say when it became due (a spec pushed before `dueAtMs` existed).
+    """
+    if spec.due_at_ms <= 0:
+        return None
+    start_ms = popped_ms if popped_ms > 0 else int(started_at.timestamp() * 1000)
+    return max(0, start_ms - spec.due_at_ms)
+
+
+def started(spec: JobSpec, worker_id: str, started_at: datetime, *, popped_ms: int = 0) -> Envelope:
+    """The attempt began on this worker: data `{workerId, startedAt, waitMs?}` (waitMs: see `wait_ms`)."""
+    data: dict[str, Any] = {"workerId": worker_id, "startedAt": _iso(started_at)}
+    waited = wait_ms(spec, started_at, popped_ms)
+    if waited is not None:
+        data["waitMs"] = waited
+    return envelope(spec, EventType.STARTED, data)
 
 
 def report(spec: JobSpec, worker_id: str, report: Report) -> Envelope:
