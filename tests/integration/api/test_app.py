@@ -82,6 +82,12 @@ DOCUMENTED = {
     ("put", "/api/v1/queues/{name}"): {"200", "400", "401", "403", "413", "415", "422", "503"},
     ("post", "/api/v1/queues/{name}/pause"): {"200", "401", "403", "422", "503"},
     ("post", "/api/v1/queues/{name}/resume"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/stats"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/metrics/queues"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/metrics/job-types"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/metrics/job-duration-histogram"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/metrics/jobs/timeline"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/metrics/workers"): {"200", "401", "403", "422", "503"},
 }
 
 
