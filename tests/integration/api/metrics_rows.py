@@ -33,7 +33,8 @@ def by_attempt(attempts: Iterable[int]) -> list[int]:
 
 def _upsert(table: str) -> str:
     columns = ("tenant", "queue", "job_type", "bucket", *SUMS, *ARRAYS)
-    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1)).replace("$4", f"date_trunc('{UNITS[table]}', $4, 'UTC')", 1)
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    values = values.replace("$4", f"date_trunc('{UNITS[table]}', $4, 'UTC')", 1)
     updates = [f"{c} = s.{c} + EXCLUDED.{c}" for c in SUMS]
     updates += [f"{c} = conveyor_add_counts(s.{c}, EXCLUDED.{c})" for c in ARRAYS]
     return (f"INSERT INTO {table} AS s ({', '.join(columns)}) VALUES ({values}) "

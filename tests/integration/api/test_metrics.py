@@ -70,7 +70,7 @@ async def test_queue_metrics_read_the_window_from_the_aggregates(api: Api) -> No
                                (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
     assert a["waitMs"]["p50"] == round(percentile(histogram([5.0] * 100), 0.5) or 0, 1)
     assert a["backlog"] == 3 and a["oldestWaitingAgeMs"] is not None and 0 <= a["oldestWaitingAgeMs"] < 60_000
-    # The window is 59–60 minutes long (rounded up to a whole minute).
+    # The window is 59 to 60 minutes long (rounded up to a whole minute).
     assert 105 / 60 <= a["throughputPerMin"] <= 105 / 59 + 0.01
     # Little's law: arrivals (3600 + 50) / ~3560 s ≈ 1.03/s, mean attempt (sum / count) ≈ 0.211 s, and the
     # backlog of 3 within 60 s: ceil((1.03 + 0.05) x 0.211) = 1.
