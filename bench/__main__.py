@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, control, scenarios, scheduled, timing
+from bench import cluster, control, metrics_routes, scenarios, scheduled, timing
 from shared.settings import WorkerSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,7 +55,8 @@ def cpu_ms_per_job(before: dict[str, float], jobs: int) -> dict[str, float]:
 THROUGHPUT = ("singleSubmissions", "batchedSubmissions", "endToEnd", "endToEndScheduled")
 LATENCY_RATES = ((100, "latencyAt100"), (150, "latencyAt150"), (200, "latency"))
 SCHEDULING = ("rateLimited", "delayedStartLagMs", "cronFireLagMs", "cancelRunningMs", "crashRecoveryS")
-SCENARIOS = (*THROUGHPUT, *(key for _, key in LATENCY_RATES), *SCHEDULING)
+ANALYTICS = ("metricsRoutes", "analyticsLagS")
+SCENARIOS = (*THROUGHPUT, *(key for _, key in LATENCY_RATES), *SCHEDULING, *ANALYTICS)
 
 
 async def throughput(c: cluster.Cluster, quick: bool, only: frozenset[str]) -> dict[str, Any]:
@@ -75,12 +76,14 @@ async def throughput(c: cluster.Cluster, quick: bool, only: frozenset[str]) -> d
                                                                         total=int(20000 * scale))
         print(f"  {out['batchedSubmissions']}", flush=True)
         await asyncio.sleep(5)
-    if "endToEnd" in only:
+    if "endToEnd" in only or "analyticsLagS" in only:
         print("end to end (batched submit -> completed) ...", flush=True)
         before = cluster.process_cpu()
-        out["endToEnd"] = await scenarios.end_to_end(c.api_url, c.api_key, total=int(30000 * scale))
+        async with metrics_routes.LagSampler().sampling() as lag:  # analyticsLagS: sampled meanwhile
+            out["endToEnd"] = await scenarios.end_to_end(c.api_url, c.api_key, total=int(30000 * scale))
+        out["analyticsLagS"] = lag.figures()
         out["endToEnd"]["cpuMsPerJob"] = cpu_ms_per_job(before, out["endToEnd"]["jobs"])
-        print(f"  {out['endToEnd']}", flush=True)
+        print(f"  {out['endToEnd']}\n  analyticsLagS: {out['analyticsLagS']}", flush=True)
         await asyncio.sleep(5)
     if "endToEndScheduled" in only:
         print("end to end with priorities, fairness and rate keys, fan-ins ...", flush=True)
@@ -161,13 +164,15 @@ def run_all(quick: bool, only: frozenset[str]) -> dict[str, Any]:
         with cluster.fresh(home) as c:
             return asyncio.run(run(c))
 
-    if only & set(THROUGHPUT):
+    if only & {*THROUGHPUT, "analyticsLagS"}:
         figures.update(on_cluster(lambda c: throughput(c, quick, only)))
     for rate, key in LATENCY_RATES:
         if key in only:
             figures[key] = on_cluster(functools.partial(latency, rate=rate, quick=quick))
     if only & set(SCHEDULING):
         figures.update(on_cluster(lambda c: scheduling(c, quick, only)))
+    if "metricsRoutes" in only:  # its own cluster: a million jobs of history would weigh on the others
+        figures["metricsRoutes"] = on_cluster(lambda c: metrics_routes.metrics_routes(c, home, quick))
     return figures
 
 

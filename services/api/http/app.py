@@ -17,7 +17,7 @@ from services.api.http.submit_lane import SubmitLane
 from services.api.jobs.schedules import ScheduleCreate, SchedulePatch
 from services.api.jobs.schemas import BatchSubmission, JobSubmission
 from services.api.queues.schemas import QueueConfigPatch
-from services.api.routes import alerts, batches, dlq, health, jobs, queues, schedules, workers
+from services.api.routes import alerts, batches, dlq, health, jobs, metrics, queues, schedules, workers
 from shared.telemetry import fastapi_telemetry
 
 DESCRIPTION = "Submit, inspect, cancel and retry jobs. Errors are RFC 9457 problem details."
@@ -33,7 +33,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.state.principals = PrincipalResolver(deps.pool, auth_required=deps.settings.auth_required)
     # One module per resource (a new one goes here).
     routers = (jobs.router, batches.router, dlq.router, schedules.router, queues.router, workers.router,
-               alerts.router)
+               alerts.router, metrics.router)
     for router in routers:
         app.include_router(router)
     health.install_health(app, deps.pool)

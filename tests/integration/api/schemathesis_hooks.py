@@ -12,6 +12,8 @@ from typing import Any
 
 import schemathesis
 
+from services.api.analytics.windows import DEFAULT_STEPS, DEFAULT_WINDOW, parse_step
+from services.api.http.problems import ValidationFailed
 from services.api.jobs.views import encode_cursor
 
 
@@ -35,6 +37,13 @@ def map_case(context: Any, case: Any) -> Any:
     if route == ("GET", "/api/v1/jobs") and case.query and "cursor" in case.query:
         # A cursor is opaque: only one this API returned is valid (test_list refuses the others).
         case.query = {**case.query, "cursor": encode_cursor(datetime.now(UTC), uuid.uuid4())}
+    elif route == ("GET", "/api/v1/metrics/jobs/timeline") and case.query and "step" in case.query:
+        # The step must fit the window (not longer, not too many points): test_metrics refuses the others.
+        window = case.query.get("window", DEFAULT_WINDOW)
+        try:
+            parse_step(case.query["step"], window)
+        except ValidationFailed:
+            case.query = {**case.query, "step": DEFAULT_STEPS[window]}
     elif route == ("POST", "/api/v1/jobs") and isinstance(case.body, dict):
         body = dict(case.body)
         _without_dependencies(body)

@@ -88,6 +88,12 @@ DOCUMENTED = {
     ("get", "/api/v1/alert-rules/{rule_id}"): {"200", "401", "403", "404", "503"},
     ("patch", "/api/v1/alert-rules/{rule_id}"): {"200", "400", "401", "403", "404", "413", "415", "422", "503"},
     ("delete", "/api/v1/alert-rules/{rule_id}"): {"204", "401", "403", "404", "503"},
+    ("get", "/api/v1/stats"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/metrics/queues"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/metrics/job-types"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/metrics/job-duration-histogram"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/metrics/jobs/timeline"): {"200", "401", "403", "422", "503"},
+    ("get", "/api/v1/metrics/workers"): {"200", "401", "403", "422", "503"},
 }
 
 
