@@ -1,5 +1,5 @@
-"""Alerts in a running analytics service (default alert settings): a failure spike on a new queue is
-stored and published on `alerts` within 60 s, and the scheduler's dead_letter alerts are stored too."""
+"""Alerts in a running analytics service (default alert settings): a failure spike on a new queue, sent as
+worker events, is stored and published on `alerts` within 60 s; the scheduler's dead_letter alerts are stored too."""
 
 from __future__ import annotations
 
@@ -25,12 +25,15 @@ from shared.settings import AnalyticsSettings
 from tests.fixtures.polling import eventually, poll_until
 from tests.fixtures.resources import SettingsFactory
 
-ADD_MINUTE = """
-INSERT INTO stats_minute (tenant, queue, job_type, bucket, completed, failed)
-VALUES ($1, $2, 'send', date_trunc('minute', now()), $3, $4)
-ON CONFLICT (tenant, queue, job_type, bucket) DO UPDATE
-SET completed = stats_minute.completed + excluded.completed, failed = stats_minute.failed + excluded.failed
-"""
+
+def _outcome(kind: EventType, queue: str) -> Envelope:
+    """A worker's terminal event of a one-attempt `send` job of tenant acme."""
+    now = datetime.now(UTC)
+    data: dict[str, Any] = {"workerId": "w1", "startedAt": now.isoformat(), "endedAt": now.isoformat(), "durationMs": 5}
+    if kind is EventType.FAILED:
+        data |= {"error": {"type": "PermanentError", "message": "no"}, "reason": "permanent"}
+    return Envelope(type=kind, job_id=uuid.uuid4(), queue=queue, job_type="send", attempt=1, occurred_at=now,
+                    data=data, tenant="acme")
 
 
 class AlertTap:
@@ -72,10 +75,11 @@ async def test_failure_spike_is_alerted_within_a_minute_and_dead_letters_are_sto
                           tenant="acme")
         await producer.publish([alert_message(failed)])
 
-        # A new queue: 20 successes, then 40 permanent failures within the minute.
-        await db_pool.execute(ADD_MINUTE, "acme", "fresh", 20, 0)
+        # A new queue: 20 successes, then 40 permanent failures within the minute, as workers report
+        # them: events → audit log and stats_minute (the recorder) → the detector.
+        await producer.publish_events([_outcome(EventType.COMPLETED, "fresh") for _ in range(20)])
         await asyncio.sleep(0.5)
-        await db_pool.execute(ADD_MINUTE, "acme", "fresh", 0, 40)
+        await producer.publish_events([_outcome(EventType.FAILED, "fresh") for _ in range(40)])
         spiked = time.monotonic()
         row = await poll_until(
             lambda: db_pool.fetchrow("SELECT * FROM alerts WHERE kind = 'failure_rate' AND queue = 'fresh'"),
