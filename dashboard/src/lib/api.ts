@@ -1,4 +1,5 @@
 // The REST client: Bearer key on every call, RFC 9457 problems turned into an error that reads well.
+import { offers } from "./capabilities";
 import { forgetKey, storedKey } from "./session";
 
 export const API = "/api/v1";
@@ -72,6 +73,12 @@ async function problemOf(response: Response): Promise<ApiError> {
     }
   }
   return new ApiError(response.status, response.statusText || "Error", `the server answered ${response.status}`);
+}
+
+/** Call `path` only if the API offers it; else reject with the 404 it would answer (no request, no console noise). */
+export async function apiIfOffered<T>(path: string, options: RequestOptions = {}): Promise<T> {
+  if (!(await offers(`${API}${path}`))) throw new ApiError(404, "Not Found", `this API has no ${API}${path}`);
+  return api<T>(path, options);
 }
 
 /** Call the API; resolves to the JSON body (undefined for 204), rejects with an ApiError. */

@@ -1,15 +1,15 @@
 // Alerts: open and resolved (GET /alerts). Rules CRUD lands with the analytics routes (/alert-rules).
 import { useState } from "preact/hooks";
 import { ErrorNote, Unavailable } from "../components/bits";
-import { api } from "../lib/api";
+import { apiIfOffered } from "../lib/api";
 import { when } from "../lib/format";
 import { isMissingRoute, useLive, useResource } from "../lib/hooks";
 import type { Alert } from "../lib/types";
 
 export function Alerts() {
   const [status, setStatus] = useState<"open" | "resolved">("open");
-  const list = useResource(() => api<{ items: Alert[] }>("/alerts", { query: { status } }), [status]);
-  const rules = useResource(() => api<{ items: { id: string; name: string; metric: string; op: string; threshold: number }[] }>("/alert-rules"), []);
+  const list = useResource(() => apiIfOffered<{ items: Alert[] }>("/alerts", { query: { status } }), [status]);
+  const rules = useResource(() => apiIfOffered<{ items: { id: string; name: string; metric: string; op: string; threshold: number }[] }>("/alert-rules"), []);
   useLive((batch) => {
     if (batch.some((m) => m.type === "alert")) list.reload();
   });

@@ -3,7 +3,7 @@ import { useEffect, useRef } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { ErrorNote, Unavailable } from "../components/bits";
-import { api } from "../lib/api";
+import { apiIfOffered } from "../lib/api";
 import { isMissingRoute, useResource } from "../lib/hooks";
 
 interface Point {
@@ -32,7 +32,7 @@ function Timeline({ items }: { items: Point[] }) {
 }
 
 export function Charts() {
-  const timeline = useResource(() => api<{ items: Point[] }>("/metrics/jobs/timeline", { query: { window: "1h", step: "1m" } }), []);
+  const timeline = useResource(() => apiIfOffered<{ items: Point[] }>("/metrics/jobs/timeline", { query: { window: "1h", step: "1m" } }), []);
   return (
     <div class="page">
       <h1>Charts</h1>

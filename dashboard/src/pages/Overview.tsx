@@ -2,7 +2,7 @@
 // The figures come from /stats and /metrics/queues (the analytics routes); until those answer, the
 // queue table falls back to /queues and says what is missing.
 import { ErrorNote, Unavailable } from "../components/bits";
-import { api } from "../lib/api";
+import { api, apiIfOffered } from "../lib/api";
 import { count, duration } from "../lib/format";
 import { isMissingRoute, useResource } from "../lib/hooks";
 import type { Alert, Queue, QueueMetrics } from "../lib/types";
@@ -20,9 +20,9 @@ function health(q: QueueMetrics): "good" | "warn" | "bad" {
 }
 
 export function Overview() {
-  const stats = useResource(() => api<Stats>("/stats"), []);
-  const metrics = useResource(() => api<{ items: QueueMetrics[] }>("/metrics/queues", { query: { window: "1h" } }), []);
-  const alerts = useResource(() => api<{ items: Alert[] }>("/alerts", { query: { status: "open" } }), []);
+  const stats = useResource(() => apiIfOffered<Stats>("/stats"), []);
+  const metrics = useResource(() => apiIfOffered<{ items: QueueMetrics[] }>("/metrics/queues", { query: { window: "1h" } }), []);
+  const alerts = useResource(() => apiIfOffered<{ items: Alert[] }>("/alerts", { query: { status: "open" } }), []);
   const queues = useResource(() => api<{ items: Queue[] }>("/queues"), []);
   return (
     <div class="page">

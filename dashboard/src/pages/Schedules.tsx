@@ -149,7 +149,7 @@ export function Schedules() {
               <td>{s.nextFireTimes.slice(0, 2).map(when).join(", ")}</td>
               <td>{when(s.lastFiredAt)}</td>
               <td class="actions">
-                <button type="button" onClick={() => trigger(s)} aria-label={`Trigger ${s.name} now`}>Trigger now</button>
+                <button type="button" onClick={() => trigger(s)} aria-label={`Trigger now: ${s.name}`}>Trigger now</button>
                 <button type="button" onClick={() => toggle(s)}>{s.enabled ? "Disable" : "Enable"}</button>
                 <button type="button" onClick={() => setEditing(s)} aria-label={`Edit ${s.name}`}>Edit</button>
                 <button type="button" class="danger" onClick={() => remove(s)} aria-label={`Delete ${s.name}`}>Delete</button>
