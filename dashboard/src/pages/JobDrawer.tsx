@@ -8,6 +8,7 @@ import type { Envelope, Job } from "../lib/types";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const RETRYABLE = new Set(["failed", "cancelled"]);
+const RELOAD_MS = 150;
 
 function progressText(progress: unknown): string | null {
   if (progress === null || progress === undefined) return null;
@@ -29,11 +30,16 @@ export function JobDrawer({ id, onClose }: { id: string; onClose: () => void }) 
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
   }, [onClose]);
-  // The job changed: read it again (at most once per frame, however many events came).
+  // The job changed: read it again, at most every RELOAD_MS however many events (progress) come.
+  const pendingReload = useRef<number | undefined>(undefined);
+  useEffect(() => () => window.clearTimeout(pendingReload.current), []);
   useLive((batch) => {
-    if (batch.some((m) => m.jobId === id)) {
-      job.reload();
-      events.reload();
+    if (pendingReload.current === undefined && batch.some((m) => m.jobId === id)) {
+      pendingReload.current = window.setTimeout(() => {
+        pendingReload.current = undefined;
+        job.reload();
+        events.reload();
+      }, RELOAD_MS);
     }
   });
 
@@ -74,7 +80,7 @@ export function JobDrawer({ id, onClose }: { id: string; onClose: () => void }) 
               <strong>Why it waits:</strong> {j.waitingReason.message}
             </p>
           )}
-          <div class="actions">
+          <div class="job-actions">
             {RETRYABLE.has(j.status) && (
               <button type="button" disabled={busy} onClick={() => act("POST", `/jobs/${id}/retry`)}>
                 Retry

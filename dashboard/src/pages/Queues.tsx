@@ -10,6 +10,18 @@ import { QueueForm } from "./QueueForm";
 const SHOWN = ["pending", "queued", "running", "retrying", "scheduled", "blocked", "completed", "failed", "cancelled"];
 const REFRESH_MS = 2000;
 
+/** The queue's limits in a few words ("50 per 1 s, 20 at once, max 10,000"). */
+function limits(q: Queue): string {
+  const c = q.config;
+  const parts = [
+    c.rateLimit && `${c.rateLimit.limit} per ${duration(c.rateLimit.periodMs)}`,
+    c.concurrency !== null && `${c.concurrency} at once`,
+    c.maxLength !== null && `max ${count(c.maxLength)}`,
+    c.retry && `retry ${c.retry.strategy}`,
+  ].filter(Boolean);
+  return parts.length ? parts.join(", ") : "no limits";
+}
+
 export function Queues() {
   const queues = useResource(() => api<{ items: Queue[] }>("/queues"), []);
   const [editing, setEditing] = useState<string | null>(null);
@@ -40,7 +52,7 @@ export function Queues() {
       <table>
         <thead>
           <tr>
-            <th scope="col">Queue</th><th scope="col">State</th>
+            <th scope="col">Queue</th><th scope="col">State</th><th scope="col">Limits</th>
             {SHOWN.map((s) => <th scope="col" class="num">{s}</th>)}
             <th scope="col" class="num">Oldest waiting</th><th scope="col" class="num">Per min</th><th scope="col">Actions</th>
           </tr>
@@ -50,6 +62,7 @@ export function Queues() {
             <tr key={q.name} data-queue={q.name}>
               <th scope="row">{q.name}</th>
               <td>{q.paused ? <span class="badge status-failed">paused</span> : <span class="badge status-completed">running</span>}</td>
+              <td>{limits(q)}</td>
               {SHOWN.map((s) => <td class="num">{count(q.counts[s] ?? 0)}</td>)}
               <td class="num">{duration(q.oldestWaitingAgeMs)}</td>
               <td class="num">{q.throughputPerMin.toFixed(1)}</td>

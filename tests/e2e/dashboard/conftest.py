@@ -91,7 +91,8 @@ async def open_tab(dash_cluster: Cluster, browser: Browser) -> AsyncIterator[Ope
         context = await browser.new_context(base_url=dash_cluster.api_url, viewport={"width": 1400, "height": 900})
         contexts.append(context)
         if signed_in:
-            await context.add_init_script(f"sessionStorage.setItem({json.dumps(KEY_STORAGE)}, {json.dumps(dash_cluster.api_key)})")
+            key = json.dumps(dash_cluster.api_key)
+            await context.add_init_script(f"sessionStorage.setItem({json.dumps(KEY_STORAGE)}, {key})")
         page = await context.new_page()
         tab = Tab(page, context)
         page.on("console", tab.on_console)

@@ -39,6 +39,27 @@ async def serious_violations(page: Page) -> list[dict[str, Any]]:
     ]
 
 
+async def seed(client: httpx.AsyncClient) -> None:
+    """Some realistic data for the pages (and their screenshots): several queues, outcomes, a schedule."""
+    jobs: list[dict[str, Any]] = []
+    for i in range(8):
+        jobs.append({"queue": "emails", "jobType": "echo", "payload": {"to": f"user{i}@example.com"},
+                     "tags": ["welcome"]})
+        jobs.append({"queue": "reports", "jobType": "sleep", "payload": {"ms": 300 + 400 * i}})
+    declined = {"mode": "permanent", "message": "card declined"}
+    jobs += [{"queue": "billing", "jobType": "fail", "maxAttempts": 1, "payload": declined} for _ in range(3)]
+    jobs += [{"queue": "billing", "jobType": "fail", "maxAttempts": 3,
+              "retry": {"strategy": "fixed", "baseDelayMs": 200}, "payload": {"mode": "transient", "failTimes": 1}}
+             for _ in range(3)]
+    assert (await client.post("/job-batches", json={"jobs": jobs})).status_code == 201
+    config = {"rateLimit": {"limit": 50, "periodMs": 1000}, "concurrency": 20, "maxLength": 10_000}
+    assert (await client.put("/queues/reports", json=config)).status_code == 200
+    for schedule in ({"name": "nightly-report", "cron": "0 3 * * *", "queue": "reports", "jobType": "noop"},
+                     {"name": "digest", "cron": "*/15 9-17 * * 1-5", "timezone": "Europe/Berlin", "queue": "emails",
+                      "jobType": "echo"}):
+        assert (await client.post("/scheduled-jobs", json=schedule)).status_code == 201
+
+
 async def test_sign_in_says_a_wrong_key_is_wrong_then_accepts_the_right_one(
     open_tab: OpenTab, dash_cluster: Cluster
 ) -> None:
@@ -121,20 +142,46 @@ async def test_bulk_retry_of_dead_letters_from_the_page_reruns_them(open_tab: Op
     assert tab.errors == []
 
 
+async def test_the_queue_form_shows_a_422_next_to_its_field_and_saves_a_valid_config(
+    open_tab: OpenTab, dash_cluster: Cluster
+) -> None:
+    async with api(dash_cluster) as client:
+        assert (await client.put("/queues/configured", json={"concurrency": 5})).status_code == 200
+        tab = await open_tab("/queues")
+        await tab.page.get_by_role("button", name="Configure queue configured").click()
+        concurrency = tab.page.get_by_label("Concurrency", exact=True)
+        await expect(concurrency).to_have_value("5")
+        await concurrency.fill("0")
+        await tab.page.get_by_role("button", name="Save config").click()
+        await expect(tab.page.locator("#q-concurrency-error")).to_be_visible(timeout=UI_TIMEOUT_MS)
+        await expect(concurrency).to_have_attribute("aria-invalid", "true")
+        assert (await client.get("/queues/configured")).json()["config"]["concurrency"] == 5  # nothing half-written
+        await concurrency.fill("7")
+        await tab.page.get_by_label("Max length (backlog)").fill("1000")
+        await tab.page.get_by_role("button", name="Save config").click()
+        await expect(tab.page.get_by_text("Saved.")).to_be_visible(timeout=UI_TIMEOUT_MS)
+        config = (await client.get("/queues/configured")).json()["config"]
+        assert config["concurrency"] == 7 and config["maxLength"] == 1000
+    assert [e for e in tab.errors if "422" not in e] == []  # the browser logs the 422 it was shown
+
+
 async def test_every_page_loads_without_console_errors_or_serious_axe_violations(
     open_tab: OpenTab, dash_cluster: Cluster
 ) -> None:
     async with api(dash_cluster) as client:
-        job_id = await submit(client, queue="tour", jobType="echo", payload={"hello": "dashboard"})
+        await seed(client)
+        payload = {"to": "ada@example.com", "template": "welcome"}
+        job_id = await submit(client, queue="emails", jobType="echo", payload=payload, tags=["welcome"])
         await wait_for(client, job_id)
-        schedule = {"name": "tour-nightly", "cron": "0 3 * * *", "queue": "tour", "jobType": "noop"}
-        assert (await client.post("/scheduled-jobs", json=schedule)).status_code == 201
     shots = screenshot_dir()
     problems: dict[str, Any] = {}
     for name, path in {**PAGES, "job-drawer": f"/jobs/{job_id}"}.items():
         tab = await open_tab(path)
         await expect(tab.page.locator("h1")).to_be_visible(timeout=UI_TIMEOUT_MS)
         await live(tab.page)
+        if path == "/queues":  # the config form too
+            await tab.page.get_by_role("button", name="Configure queue reports").click()
+            await expect(tab.page.get_by_label("Concurrency", exact=True)).to_have_value("20")
         await tab.page.wait_for_load_state("networkidle")
         if shots is not None:
             await tab.page.screenshot(path=str(shots / f"{name}.png"))
