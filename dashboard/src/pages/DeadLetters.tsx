@@ -102,7 +102,7 @@ export function DeadLetters() {
         <button type="button" disabled={!selected.size} onClick={() => run("Retried", "/dlq/retry", { ids: [...selected] })}>
           Retry selected ({selected.size})
         </button>
-        <button type="button" onClick={() => run("Retried", "/dlq/retry", { filter: filterOf(applied) })}>
+        <button type="button" onClick={() => confirm("Retry every dead letter the filter matches?") && run("Retried", "/dlq/retry", { filter: filterOf(applied) })}>
           Retry all matching
         </button>
         <button type="button" class="danger" disabled={!selected.size} onClick={() => confirm(`Delete ${selected.size} jobs?`) && run("Deleted", "/dlq/delete", { ids: [...selected] })}>

@@ -165,6 +165,31 @@ async def test_the_queue_form_shows_a_422_next_to_its_field_and_saves_a_valid_co
     assert [e for e in tab.errors if "422" not in e] == []  # the browser logs the 422 it was shown
 
 
+async def test_a_schedule_created_on_the_page_previews_its_fire_times_and_triggers(
+    open_tab: OpenTab, dash_cluster: Cluster
+) -> None:
+    tab = await open_tab("/schedules")
+    await tab.page.get_by_role("button", name="New schedule").click()
+    await tab.page.get_by_label("Name").fill("hourly-e2e")
+    cron = tab.page.get_by_label("Cron (5 fields)")
+    await cron.fill("0 *")
+    preview = tab.page.get_by_label("Next fire times")
+    await expect(preview).to_contain_text("5 fields")
+    await cron.fill("0 * * * *")
+    await expect(preview.locator(".chip")).to_have_count(5)
+    await tab.page.get_by_label("Job type").fill("echo")
+    await tab.page.get_by_role("button", name="Create schedule").click()
+    row = tab.page.locator('tr[data-schedule="hourly-e2e"]')
+    await expect(row).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await row.get_by_role("button", name="Trigger now").click()
+    status = tab.page.get_by_role("status").filter(has_text="Triggered hourly-e2e: job ")
+    await expect(status).to_be_visible(timeout=UI_TIMEOUT_MS)
+    job_id = (await status.inner_text()).rsplit(" ", 1)[-1]
+    async with api(dash_cluster) as client:
+        assert (await wait_for(client, job_id))["status"] == "completed"
+    assert tab.errors == []
+
+
 async def test_every_page_loads_without_console_errors_or_serious_axe_violations(
     open_tab: OpenTab, dash_cluster: Cluster
 ) -> None:
