@@ -1,4 +1,5 @@
 // The shell: sign-in gate, navigation, the live stream and the routes (history API, no hash).
+// The API answers index.html for paths under these pages only: keep services/api/http/dashboard.py PAGES in step.
 import { lazy, LocationProvider, Route, Router, useLocation } from "preact-iso";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { onSignedOut } from "./lib/api";

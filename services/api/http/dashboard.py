@@ -2,8 +2,8 @@
 
 Vite names every built asset by its content hash, so those are cached for a year as immutable;
 `index.html` names the current assets and must be revalidated on every load (`no-cache`). A path
-that is no file and looks like a page (`/jobs/<id>`) answers `index.html`, so deep links load on a
-fresh page; API paths and missing files with an extension keep their 404 problem.
+under one of the dashboard's pages (`/jobs/<id>`) answers `index.html`, so deep links load on a fresh
+page; any other missing path (API paths, missing files, `/nope`) keeps its 404 problem.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from shared.settings import ApiSettings
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 CONFIG_PATH = "config.json"
-# Prefixes that belong to the API or the service itself, never to a dashboard page.
-_NOT_PAGES = ("api/", "docs", "openapi.json", "healthz", "readyz", "metrics")
+# The first segment of every page the dashboard routes itself (dashboard/src/app.tsx: keep in step).
+PAGES = frozenset({"jobs", "queues", "dlq", "schedules", "workers", "charts", "alerts"})
 
 
 def is_page_path(path: str) -> bool:
-    """True for a path the single-page app routes itself: no file extension, not an API path."""
-    return not path.startswith(_NOT_PAGES) and "." not in PurePosixPath(path).name
+    """True for a path the single-page app routes itself: under one of its pages, with no file extension."""
+    parts = PurePosixPath(path).parts
+    return bool(parts) and parts[0] in PAGES and "." not in parts[-1]
 
 
 class DashboardFiles(StaticFiles):

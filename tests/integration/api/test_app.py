@@ -136,7 +136,7 @@ async def test_dashboard_deep_links_cache_headers_and_config(api_factory: Any, t
         assert page.headers["cache-control"] == "no-cache", path
     asset = await api.client.get("/assets/index-abc123.js")
     assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
-    for missing in ("/assets/gone-123.js", "/favicon.ico", "/api/v1/nope", "/api/v2/jobs"):
+    for missing in ("/assets/gone-123.js", "/favicon.ico", "/api/v1/nope", "/api/v2/jobs", "/nope", "/jobs.json"):
         response = await api.client.get(missing)
         assert response.status_code == 404, missing
         assert response.headers["content-type"] == "application/problem+json", missing
