@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -82,9 +83,11 @@ async def test_a_submitted_job_appears_and_turns_completed_without_a_reload(
     tab = await open_tab("/jobs")
     await live(tab.page)
     async with api(dash_cluster) as client:
+        submitted = time.monotonic()
         job_id = await submit(client, queue="live", jobType="sleep", payload={"ms": 1500})
         row = tab.page.locator(f'[data-job-id="{job_id}"]')
         await expect(row).to_be_visible(timeout=UI_TIMEOUT_MS)
+        print(f"dashboard: submit-to-row {1000 * (time.monotonic() - submitted):.0f} ms")
         await expect(row.locator(".badge")).to_have_text("completed", timeout=UI_TIMEOUT_MS)
         assert (await wait_for(client, job_id))["status"] == "completed"
     assert tab.errors == []
@@ -208,6 +211,9 @@ async def test_every_page_loads_without_console_errors_or_serious_axe_violations
             await tab.page.get_by_role("button", name="Configure queue reports").click()
             await expect(tab.page.get_by_label("Concurrency", exact=True)).to_have_value("20")
         await tab.page.wait_for_load_state("networkidle")
+        if path == "/":
+            load = await tab.page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
+            print(f"dashboard: first load {load:.0f} ms")
         if shots is not None:
             await tab.page.screenshot(path=str(shots / f"{name}.png"))
         violations = await serious_violations(tab.page)
