@@ -1,4 +1,5 @@
 // Workers: id, host, queues, concurrency, running jobs, last heartbeat, uptime; live on worker events.
+import { useEffect } from "preact/hooks";
 import { ErrorNote, Status } from "../components/bits";
 import { api } from "../lib/api";
 import { ago, duration } from "../lib/format";
@@ -8,6 +9,11 @@ import type { Worker } from "../lib/types";
 export function Workers() {
   const list = useResource(() => api<{ items: Worker[] }>("/workers"), []);
   const now = useTick(5000);
+  // Heartbeats have no event of their own: read the registry again every few seconds.
+  useEffect(() => {
+    const timer = window.setInterval(list.reload, 5000);
+    return () => window.clearInterval(timer);
+  }, [list.reload]);
   useLive((batch) => {
     if (batch.some((m) => m.type === "worker_started" || m.type === "worker_stopped")) list.reload();
   });
@@ -30,7 +36,7 @@ export function Workers() {
               <th scope="row">{w.workerId}</th>
               <td>{w.host} (pid {w.pid})</td>
               <td><Status status={w.status} /></td>
-              <td>{w.queues.length ? w.queues.join(", ") : "every queue"}</td>
+              <td>{w.queues.length && !w.queues.includes("*") ? w.queues.join(", ") : "every queue"}</td>
               <td class="num">{w.concurrency}</td>
               <td class="num">{w.running.length}</td>
               <td>{ago(w.lastHeartbeatAt, now)}</td>
