@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from typing import Any
 
@@ -91,6 +92,21 @@ async def test_a_submitted_job_appears_and_turns_completed_without_a_reload(
         await expect(row.locator(".badge")).to_have_text("completed", timeout=UI_TIMEOUT_MS)
         assert (await wait_for(client, job_id))["status"] == "completed"
     assert tab.errors == []
+
+
+async def test_the_page_reconnects_after_the_notifier_restarts(open_tab: OpenTab, dash_cluster: Cluster) -> None:
+    tab = await open_tab("/jobs")
+    await live(tab.page)
+    await dash_cluster.supervisor.kill("notifier", signal.SIGKILL)  # restarted by the supervisor
+    await expect(tab.page.locator(".live-live")).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    await dash_cluster.supervisor.wait_ready("notifier", timeout_s=60)
+    await expect(tab.page.locator(".live-live")).to_be_visible(timeout=30_000)  # backoff is at most 10 s
+    async with api(dash_cluster) as client:
+        job_id = await submit(client, queue="live", jobType="noop")
+        await expect(tab.page.locator(f'[data-job-id="{job_id}"] .badge')).to_have_text("completed",
+                                                                                         timeout=UI_TIMEOUT_MS)
+    # The browser reports each refused handshake while the notifier was down; nothing else.
+    assert [e for e in tab.errors if "WebSocket" not in e] == []
 
 
 async def test_pausing_a_queue_on_the_page_stops_dispatch_and_the_drawer_says_why(
