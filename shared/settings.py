@@ -92,6 +92,10 @@ class ApiSettings(CommonSettings):
     # job at 200 jobs/s; 5 ms gathers about two, for ≤5 ms of latency.
     kafka_linger_ms: int = 5
     dashboard_dir: str = "dashboard/dist"
+    # Where the dashboard opens its WebSocket: NOTIFIER_PUBLIC_URL (`ws://host:port`) when the notifier
+    # sits behind another address, else the notifier's port on the host the page came from.
+    notifier_public_url: str = ""
+    notifier_port: int = 8001
 
 
 class SchedulerSettings(CommonSettings):

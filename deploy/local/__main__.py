@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 
+from deploy.local.dashboard import ensure_built
 from deploy.local.runner import STOP_TIMEOUT_S, Runner, RunnerConfig, RunnerError, clean
 from deploy.local.supervisor import SupervisorError
 from shared.waiting import first_of, unless
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     except RunnerError as exc:
         log.error("%s", exc)
         return 2
+    # Before the API starts: it mounts the dashboard only if dist/index.html exists when it starts.
+    ensure_built()
     return asyncio.run(run(runner))
 
 

@@ -220,6 +220,7 @@ class Runner:
         api = f"http://127.0.0.1:{p['api']}"
         return "\n".join([
             "", "Conveyor is running.",
+            f"  Dashboard  {api}/  (sign in with the API key below)",
             f"  API        {api}/api/v1", f"  API docs   {api}/docs",
             f"  Notifier   ws://127.0.0.1:{p['notifier']}/ws",
             f"  Postgres   {self.database_url}", f"  Redis      {self.redis_url}",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
-from starlette.staticfiles import StaticFiles
 
 from services.api.alerts.schemas import AlertRuleCreate, AlertRulePatch
+from services.api.http.dashboard import mount_dashboard
 from services.api.http.deps import ApiDeps
 from services.api.http.exception_handlers import install_exception_handlers
 from services.api.http.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -45,8 +43,6 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.add_middleware(SubmitLane, fastapi_app=app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=deps.settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
-    dashboard = Path(deps.settings.dashboard_dir)
-    if (dashboard / "index.html").is_file():
-        # Mounted after the API routes, so it only sees paths they do not match.
-        app.mount("/", StaticFiles(directory=dashboard, html=True), name="dashboard")
+    # Mounted after the API routes, so it only sees paths they do not match.
+    mount_dashboard(app, deps.settings)
     return app

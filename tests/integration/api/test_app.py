@@ -137,6 +137,25 @@ async def test_dashboard_is_served_beside_the_api(api_factory: Any, tmp_path: Pa
     assert (await api.client.get("/api/v1/jobs")).status_code == 200
 
 
+async def test_dashboard_deep_links_cache_headers_and_config(api_factory: Any, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<html>conveyor dashboard</html>")
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "index-abc123.js").write_text("console.log(1)")
+    api: Api = await api_factory(dashboard_dir=str(tmp_path), notifier_port=9101)
+    for path in ("/", "/jobs/0b4c2a9e-6f1f-4bd4-9a57-1e0e3c1b2a11", "/queues"):
+        page = await api.client.get(path)
+        assert page.status_code == 200 and "conveyor dashboard" in page.text, path
+        assert page.headers["cache-control"] == "no-cache", path
+    asset = await api.client.get("/assets/index-abc123.js")
+    assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+    for missing in ("/assets/gone-123.js", "/favicon.ico", "/api/v1/nope", "/api/v2/jobs", "/nope", "/jobs.json"):
+        response = await api.client.get(missing)
+        assert response.status_code == 404, missing
+        assert response.headers["content-type"] == "application/problem+json", missing
+    config = await api.client.get("/config.json")
+    assert config.json() == {"notifierUrl": None, "notifierPort": 9101}
+
+
 async def new_admin_key(database_url: str) -> str:
     """A key of the default tenant with every scope, for a service that runs on its own pool."""
     conn = await asyncpg.connect(database_url)

@@ -1,0 +1,184 @@
+// Jobs: filters, keyset paging, rows updated live; `/jobs/<id>` opens the job drawer over the list.
+import { useLocation } from "preact-iso";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { ErrorNote, Status } from "../components/bits";
+import { VirtualList } from "../components/VirtualList";
+import { api } from "../lib/api";
+import { ago, isoOfLocal, shortId } from "../lib/format";
+import { useLive, useTick } from "../lib/hooks";
+import { STATUSES, type Job, type JobStatus, type LiveMessage, type Page } from "../lib/types";
+import { JobDrawer } from "./JobDrawer";
+
+interface Filters {
+  queue: string;
+  status: string;
+  jobType: string;
+  tag: string;
+  batchId: string;
+  createdAfter: string;
+  createdBefore: string;
+  q: string;
+}
+
+const EMPTY: Filters = { queue: "", status: "", jobType: "", tag: "", batchId: "", createdAfter: "", createdBefore: "", q: "" };
+const PAGE = 100;
+const ROW = 36;
+
+function fromQuery(query: Record<string, string>): Filters {
+  const filters = { ...EMPTY };
+  for (const name of Object.keys(EMPTY) as (keyof Filters)[]) filters[name] = query[name] ?? "";
+  return filters;
+}
+
+function apiQuery(f: Filters) {
+  return {
+    queue: f.queue.trim(), status: f.status, jobType: f.jobType.trim(), tag: f.tag.trim(),
+    batchId: f.batchId.trim(), createdAfter: isoOfLocal(f.createdAfter), createdBefore: isoOfLocal(f.createdBefore),
+    q: f.q.trim(),
+  };
+}
+
+/** Whether a job announced live belongs in the list: only filters the message can answer may be set. */
+function admits(f: Filters, m: LiveMessage): boolean {
+  if (f.tag || f.batchId || f.q || f.createdBefore || f.createdAfter) return false;
+  return (!f.queue || f.queue === m.queue) && (!f.jobType || f.jobType === m.jobType) && (!f.status || f.status === m.status);
+}
+
+function jobOfMessage(m: LiveMessage): Job {
+  return {
+    jobId: m.jobId ?? "", queue: m.queue ?? "", jobType: m.jobType ?? "", status: m.status ?? "pending",
+    priority: 5, payload: null, maxAttempts: 0, attempts: m.attempt ?? 0, createdAt: m.occurredAt ?? new Date().toISOString(),
+    startedAt: null, completedAt: null, result: null, error: null, progress: null,
+  };
+}
+
+export function Jobs({ id }: { id?: string }) {
+  const { query, route } = useLocation();
+  const [filters, setFilters] = useState<Filters>(() => fromQuery(query));
+  const [applied, setApplied] = useState<Filters>(filters);
+  const [jobs, setJobs] = useState<Job[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const [error, setError] = useState<unknown>(undefined);
+  const [loading, setLoading] = useState(false);
+  const generation = useRef(0);
+  const now = useTick(5000);
+
+  // Text filters apply after a short pause in typing; selects and dates at once.
+  useEffect(() => {
+    const timer = window.setTimeout(() => setApplied(filters), 250);
+    return () => window.clearTimeout(timer);
+  }, [filters]);
+
+  const load = (after: string | null) => {
+    const mine = after ? generation.current : ++generation.current;
+    setLoading(true);
+    api<Page<Job>>("/jobs", { query: { ...apiQuery(applied), limit: PAGE, cursor: after } }).then(
+      (page) => {
+        if (mine !== generation.current) return;
+        setJobs((old) => (after ? [...old, ...page.items] : page.items));
+        setCursor(page.nextCursor ?? null);
+        setError(undefined);
+        setLoading(false);
+      },
+      (reason: unknown) => {
+        if (mine !== generation.current) return;
+        setError(reason);
+        setLoading(false);
+      },
+    );
+  };
+  useEffect(() => {
+    load(null);
+    const params = new URLSearchParams(Object.entries(applied).filter(([, v]) => v));
+    const search = params.toString();
+    history.replaceState(history.state, "", `${location.pathname}${search ? `?${search}` : ""}`);
+  }, [applied]);
+
+  useLive((batch) => {
+    const updates = new Map<string, LiveMessage>();
+    for (const m of batch) if (m.jobId && m.status) updates.set(m.jobId, m);
+    if (!updates.size) return;
+    setJobs((old) => {
+      const next = old.map((job) => {
+        const m = updates.get(job.jobId);
+        if (!m) return job;
+        updates.delete(job.jobId);
+        return { ...job, status: m.status as JobStatus, attempts: m.attempt ?? job.attempts };
+      });
+      const added = [...updates.values()].filter((m) => m.type === "job_update" && admits(applied, m)).map(jobOfMessage);
+      return added.length ? [...added.reverse(), ...next] : next;
+    });
+  });
+
+  const set = (name: keyof Filters) => (event: Event) =>
+    setFilters({ ...filters, [name]: (event.currentTarget as HTMLInputElement).value });
+  const input = (name: keyof Filters, label: string, type: "text" | "datetime-local" = "text") => (
+    <label class="filter">
+      {label}
+      {type === "text" ? <input type="text" name={name} value={filters[name]} onInput={set(name)} /> : <input type="datetime-local" name={name} value={filters[name]} onInput={set(name)} />}
+    </label>
+  );
+  const open = (jobId: string) => route(`/jobs/${jobId}${location.search}`);
+  const rows = useMemo(() => jobs, [jobs]);
+
+  return (
+    <div class="page">
+      <h1>Jobs</h1>
+      <form class="filters" role="search" aria-label="Job filters" onSubmit={(e) => e.preventDefault()}>
+        {input("q", "Search")}
+        {input("queue", "Queue")}
+        <label class="filter">
+          Status
+          <select name="status" value={filters.status} onChange={set("status")}>
+            <option value="">any</option>
+            {STATUSES.map((s) => (
+              <option value={s}>{s}</option>
+            ))}
+          </select>
+        </label>
+        {input("jobType", "Job type")}
+        {input("tag", "Tag")}
+        {input("batchId", "Batch id")}
+        {input("createdAfter", "Created after", "datetime-local")}
+        {input("createdBefore", "Created before", "datetime-local")}
+        <button type="button" onClick={() => setFilters({ ...EMPTY })}>
+          Clear
+        </button>
+      </form>
+      <ErrorNote error={error} />
+      <div class="table jobs-table">
+        <div class="thead" aria-hidden="true">
+          <span>Job</span><span>Queue</span><span>Type</span><span>Status</span><span>Attempts</span><span>Created</span>
+        </div>
+        <VirtualList
+          items={rows}
+          rowHeight={ROW}
+          height={560}
+          label="Jobs"
+          onEnd={() => cursor && !loading && load(cursor)}
+          render={(job) => (
+            <div role="listitem" class={`row${job.jobId === id ? " selected" : ""}`} key={job.jobId} data-job-id={job.jobId}>
+              <a href={`/jobs/${job.jobId}`} onClick={(e) => { e.preventDefault(); open(job.jobId); }} title={job.jobId}>
+                {shortId(job.jobId)}
+              </a>
+              <span>{job.queue}</span>
+              <span>{job.jobType}</span>
+              <Status status={job.status} />
+              <span>{job.attempts}</span>
+              <span>{ago(job.createdAt, now)}</span>
+            </div>
+          )}
+        />
+      </div>
+      <p class="muted" aria-live="polite">
+        {loading ? "Loading…" : `${jobs.length.toLocaleString()} jobs shown${cursor ? "; scroll for more" : ""}`}
+        {cursor && !loading && (
+          <button type="button" class="link" onClick={() => load(cursor)}>
+            Load more
+          </button>
+        )}
+      </p>
+      {id && <JobDrawer id={id} onClose={() => route(`/jobs${location.search}`)} />}
+    </div>
+  );
+}
