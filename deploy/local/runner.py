@@ -264,7 +264,10 @@ class Runner:
         marker = servers[name] if name in servers else self.supervisor.spec(name).module
         self._pids[name] = [pid, marker]
         self._pids_file.parent.mkdir(parents=True, exist_ok=True)
-        self._pids_file.write_text(json.dumps(self._pids))
+        # Replaced whole, never rewritten in place: a reader (the next run, a tool) sees the old or the new list.
+        fresh = self._pids_file.with_suffix(".tmp")
+        fresh.write_text(json.dumps(self._pids))
+        fresh.replace(self._pids_file)
 
 
 def clean(config: RunnerConfig) -> None:
