@@ -24,8 +24,12 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(PY) -m deploy.local
 
+# Test files run side by side in TEST_WORKERS processes (pytest-xdist), each with its own embedded
+# servers: most of a test's time is spent waiting on them, not on the CPU.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Style, types (strict), and the import contracts of pyproject's [tool.importlinter].
 lint: $(STAMP)
