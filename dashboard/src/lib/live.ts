@@ -81,7 +81,6 @@ export class LiveStream {
       const subscribe: Record<string, unknown> = { type: "subscribe", all: true };
       if (this.lastEventId) subscribe.since = this.lastEventId;
       socket.send(JSON.stringify(subscribe));
-      this.setState("live");
     };
     socket.onmessage = (event: MessageEvent<string>) => this.receive(event.data);
     socket.onclose = () => {
@@ -105,6 +104,8 @@ export class LiveStream {
     } catch {
       return;
     }
+    // Live only once the notifier confirmed the subscription: events before that would be missed.
+    if (message.type === "subscribed") this.setState("live");
     const id = message.eventId;
     if (typeof id === "string") {
       if (this.seen.has(id)) return;
