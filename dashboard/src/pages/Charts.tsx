@@ -1,48 +1,39 @@
-// Charts: processed over time (uPlot, loaded with this page only), from /metrics/jobs/timeline.
-import { useEffect, useRef } from "preact/hooks";
-import uPlot from "uplot";
-import "uplot/dist/uPlot.min.css";
-import { ErrorNote, Unavailable } from "../components/bits";
+// Charts (uPlot, loaded with this page only): processed over time by queue, success vs failure, the duration
+// histogram, submissions by hour of day, recent runs per worker and a batch's dependency graph.
+import { useState } from "preact/hooks";
+import { Unavailable } from "../components/bits";
+import { BatchGraph } from "../charts/BatchGraph";
+import { WorkerGantt } from "../charts/Gantt";
+import { SubmissionsHeatmap } from "../charts/Heatmap";
+import { DurationHistogram } from "../charts/Histogram";
+import { ProcessedByQueue, SuccessVsFailure } from "../charts/Timelines";
 import { apiIfOffered } from "../lib/api";
 import { isMissingRoute, useResource } from "../lib/hooks";
-
-interface Point {
-  at: string;
-  submitted: number;
-  completed: number;
-  failed: number;
-  retried: number;
-}
-
-function Timeline({ items }: { items: Point[] }) {
-  const box = useRef<HTMLDivElement>(null);
-  useEffect(() => {
-    if (!box.current) return;
-    const data: uPlot.AlignedData = [
-      items.map((p) => new Date(p.at).getTime() / 1000),
-      items.map((p) => p.submitted), items.map((p) => p.completed), items.map((p) => p.failed),
-    ];
-    const plot = new uPlot({
-      width: Math.min(900, box.current.clientWidth || 900), height: 280,
-      series: [{}, { label: "submitted", stroke: "#1f5fa8" }, { label: "completed", stroke: "#1d7a3a" }, { label: "failed", stroke: "#b3261e" }],
-    }, data, box.current);
-    return () => plot.destroy();
-  }, [items]);
-  return <div ref={box} role="img" aria-label="Jobs processed over time" />;
-}
+import { useReloadOnEvents, type Window, WindowSelect } from "../lib/windows";
 
 export function Charts() {
-  const timeline = useResource(() => apiIfOffered<{ items: Point[] }>("/metrics/jobs/timeline", { query: { window: "1h", step: "1m" } }), []);
+  const [window, setWindow] = useState<Window>("1h");
+  // Charts redraw from scratch: re-read at most every 10 s while events arrive.
+  const [nonce, setNonce] = useState(0);
+  useReloadOnEvents(() => setNonce((n) => n + 1), 10_000);
+  const probe = useResource(() => apiIfOffered<unknown>("/metrics/jobs/timeline", { query: { window: "15m" } }), []);
   return (
     <div class="page">
-      <h1>Charts</h1>
-      {isMissingRoute(timeline.error) ? (
-        <Unavailable what="Processed over time" route="/api/v1/metrics/jobs/timeline" />
+      <div class="page-head">
+        <h1>Charts</h1>
+        <WindowSelect value={window} onChange={setWindow} />
+      </div>
+      {isMissingRoute(probe.error) ? (
+        <Unavailable what="Charts" route="/api/v1/metrics/jobs/timeline" />
       ) : (
-        <>
-          <ErrorNote error={timeline.error} />
-          {timeline.data && <Timeline items={timeline.data.items} />}
-        </>
+        <div class="charts">
+          <ProcessedByQueue window={window} nonce={nonce} />
+          <SuccessVsFailure window={window} nonce={nonce} />
+          <DurationHistogram window={window} nonce={nonce} />
+          <SubmissionsHeatmap nonce={nonce} />
+          <WorkerGantt nonce={nonce} />
+          <BatchGraph nonce={nonce} />
+        </div>
       )}
     </div>
   );
