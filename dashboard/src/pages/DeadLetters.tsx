@@ -37,10 +37,12 @@ export function DeadLetters() {
     const page = await api<Page<Job>>("/dlq", { query: { ...filterOf(applied), limit: 200 } });
     setPages([]);
     setSelected(new Set());
-    return page;
+    return { ...page, filters: applied };
   }, [applied]);
-  const items = [...(list.data?.items ?? []), ...pages];
-  const cursor = pages.length ? null : list.data?.nextCursor;
+  // Rows of an earlier filter are not shown (nor selectable) once another filter is applied.
+  const current = list.data?.filters === applied ? list.data : undefined;
+  const items = [...(current?.items ?? []), ...pages];
+  const cursor = pages.length ? null : current?.nextCursor;
 
   const more = async () => {
     const page = await api<Page<Job>>("/dlq", { query: { ...filterOf(applied), limit: 200, cursor } });

@@ -3,63 +3,51 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import signal
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+import pytest_asyncio
+from playwright.async_api import Browser, expect
 
-from deploy.local.dashboard import DASHBOARD_DIR
-from tests.e2e.dashboard.conftest import OpenTab, screenshot_dir
+from tests.e2e.dashboard.conftest import KEY_STORAGE, OpenTab, screenshot_dir
+from tests.e2e.dashboard.pages import PAGES, UI_TIMEOUT_MS, live, pipeline, seed, serious_violations
 from tests.e2e.support import api, submit, wait_for
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.polling import poll_until
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
-PAGES = {
-    "overview": "/", "jobs": "/jobs", "queues": "/queues", "dead-letters": "/dlq", "schedules": "/schedules",
-    "workers": "/workers", "charts": "/charts", "alerts": "/alerts",
-}
-AXE = DASHBOARD_DIR / "node_modules" / "axe-core" / "axe.min.js"
-UI_TIMEOUT_MS = 20_000
+CRON_SCHEDULE = "every-minute-e2e"
 
 
-async def live(page: Page) -> None:
-    """Wait until the page's WebSocket is subscribed (the nav says `live`)."""
-    await expect(page.locator(".live-live")).to_be_visible(timeout=UI_TIMEOUT_MS)
-
-
-async def serious_violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the page as it is now."""
-    await page.add_script_tag(path=str(AXE))
-    result: dict[str, Any] = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-        for v in result["violations"] if v["impact"] in ("serious", "critical")
-    ]
-
-
-async def seed(client: httpx.AsyncClient) -> None:
-    """Some realistic data for the pages (and their screenshots): several queues, outcomes, a schedule."""
-    jobs: list[dict[str, Any]] = []
-    for i in range(8):
-        jobs.append({"queue": "emails", "jobType": "echo", "payload": {"to": f"user{i}@example.com"},
-                     "tags": ["welcome"]})
-        jobs.append({"queue": "reports", "jobType": "sleep", "payload": {"ms": 300 + 400 * i}})
-    declined = {"mode": "permanent", "message": "card declined"}
-    jobs += [{"queue": "billing", "jobType": "fail", "maxAttempts": 1, "payload": declined} for _ in range(3)]
-    jobs += [{"queue": "billing", "jobType": "fail", "maxAttempts": 3,
-              "retry": {"strategy": "fixed", "baseDelayMs": 200}, "payload": {"mode": "transient", "failTimes": 1}}
-             for _ in range(3)]
-    assert (await client.post("/job-batches", json={"jobs": jobs})).status_code == 201
-    config = {"rateLimit": {"limit": 50, "periodMs": 1000}, "concurrency": 20, "maxLength": 10_000}
-    assert (await client.put("/queues/reports", json=config)).status_code == 200
-    for schedule in ({"name": "nightly-report", "cron": "0 3 * * *", "queue": "reports", "jobType": "noop"},
-                     {"name": "digest", "cron": "*/15 9-17 * * 1-5", "timezone": "Europe/Berlin", "queue": "emails",
-                      "jobType": "echo"}):
-        assert (await client.post("/scheduled-jobs", json=schedule)).status_code == 201
+@pytest_asyncio.fixture(scope="module", loop_scope="module", autouse=True)
+async def minute_schedule(dash_cluster: Cluster, browser: Browser) -> AsyncIterator[dict[str, Any]]:
+    """A `* * * * *` schedule created on the Schedules page when the module starts, so that its first fire
+    (up to a minute later) is awaited by the module's last test while the others run."""
+    context = await browser.new_context(base_url=dash_cluster.api_url)
+    key = json.dumps(dash_cluster.api_key)
+    await context.add_init_script(f"sessionStorage.setItem({json.dumps(KEY_STORAGE)}, {key})")
+    page = await context.new_page()
+    await page.goto("/schedules")
+    await page.get_by_role("button", name="New schedule").click()
+    await page.get_by_label("Name").fill(CRON_SCHEDULE)
+    await page.get_by_label("Cron (5 fields)").fill("* * * * *")
+    await page.get_by_label("Queue", exact=True).fill("cron-e2e")
+    await page.get_by_label("Job type").fill("noop")
+    await page.get_by_role("button", name="Create schedule").click()
+    await expect(page.locator(f'tr[data-schedule="{CRON_SCHEDULE}"]')).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await context.close()
+    async with api(dash_cluster) as client:
+        found = [s for s in (await client.get("/scheduled-jobs")).json()["items"] if s["name"] == CRON_SCHEDULE]
+        assert len(found) == 1 and found[0]["lastFiredAt"] is None, found
+        yield found[0]
+        await client.delete(f"/scheduled-jobs/{found[0]['id']}")
 
 
 async def test_sign_in_says_a_wrong_key_is_wrong_then_accepts_the_right_one(
@@ -246,3 +234,123 @@ async def test_deep_links_and_assets_are_served_with_their_cache_headers(dash_cl
         served = await client.get(asset)
         assert served.status_code == 200
         assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
+async def test_the_overview_shows_each_queues_figures_as_the_api_reports_them(
+    open_tab: OpenTab, dash_cluster: Cluster
+) -> None:
+    queue = "overview-e2e"
+    async with api(dash_cluster) as client:
+        ids = [await submit(client, queue=queue, jobType="sleep", payload={"ms": 50 * i}) for i in range(1, 5)]
+        ids += [await submit(client, queue=queue, jobType="fail", maxAttempts=1, payload={"mode": "permanent"})
+                for _ in range(2)]
+        for job_id in ids:
+            await wait_for(client, job_id)
+
+        async def figures(window: str) -> dict[str, Any]:
+            items = (await client.get("/metrics/queues", params={"window": window})).json()["items"]
+            return next((q for q in items if q["queue"] == queue), {"counts": {}})
+
+        # The analytics service counts from the event stream: wait until it has seen every outcome.
+        for window in ("1h", "15m"):
+            await poll_until(functools.partial(figures, window),
+                             lambda q: q["counts"].get("completed") == 4 and q["counts"].get("failed") == 2,
+                             timeout_s=30, every_s=0.5)
+        tab = await open_tab("/")
+        row = tab.page.locator(f'tr[data-queue="{queue}"]')
+        for window in ("1h", "15m"):
+            if window != "1h":
+                await tab.page.get_by_label("Window").select_option(window)
+            metrics = await figures(window)
+            await expect(row.locator('[data-col="completed"]')).to_have_text("4", timeout=UI_TIMEOUT_MS)
+            await expect(row.locator('[data-col="failed"]')).to_have_text("2")
+            await expect(row.locator('[data-col="waiting"]')).to_have_text(str(metrics["backlog"]))
+            await expect(row.locator('[data-col="throughput"]')).to_have_text(f"{metrics['throughputPerMin']:.1f}")
+            await expect(row.locator('[data-col="workers"]')).to_have_text(str(metrics["workersNeeded"] or "—"))
+            await expect(row.locator(".health")).to_have_class("health health-bad")  # 4 of 6 succeeded: under 90 %
+            await expect(row.locator('[data-col="p95"]')).not_to_have_text("—")
+        stats = (await client.get("/stats", params={"window": "15m"})).json()
+        big = tab.page.locator('[data-figure="Throughput"] strong')
+        await expect(big).to_contain_text("/min")
+        assert stats["throughputPerMin"] > 0
+    assert tab.errors == []
+
+
+async def test_an_alert_rule_made_on_the_page_is_validated_listed_edited_and_deleted(
+    open_tab: OpenTab, dash_cluster: Cluster
+) -> None:
+    tab = await open_tab("/alerts")
+    page = tab.page
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.get_by_role("button", name="New rule").click()
+    await page.get_by_label("Rule name").fill("slow reports")
+    await page.get_by_label("Queue (empty: every queue)").fill("reports")
+    await page.get_by_label("Metric").select_option("p95_duration_ms")
+    await page.get_by_label("Threshold").fill("5000")
+    await page.get_by_label("For (seconds)").fill("-5")
+    await page.get_by_role("button", name="Create rule").click()
+    await expect(page.locator("#rule-forS-error")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(page.get_by_label("For (seconds)")).to_have_attribute("aria-invalid", "true")
+    async with api(dash_cluster) as client:
+        assert (await client.get("/alert-rules")).json()["items"] == []  # nothing half-written
+        await page.get_by_label("For (seconds)").fill("120")
+        await page.get_by_role("button", name="Create rule").click()
+        row = page.locator('tr[data-rule="slow reports"]')
+        await expect(row).to_contain_text("p95 duration (ms) > 5000", timeout=UI_TIMEOUT_MS)
+        [rule] = (await client.get("/alert-rules")).json()["items"]
+        assert (rule["queue"], rule["metric"], rule["op"], rule["threshold"], rule["forS"]) == (
+            "reports", "p95_duration_ms", ">", 5000, 120)
+
+        await page.get_by_role("button", name="Edit rule slow reports").click()
+        await expect(page.get_by_label("Threshold")).to_have_value("5000")
+        await page.get_by_label("Threshold").fill("8000")
+        await page.get_by_role("button", name="Save rule").click()
+        await expect(row).to_contain_text("> 8000", timeout=UI_TIMEOUT_MS)
+        assert (await client.get(f"/alert-rules/{rule['id']}")).json()["threshold"] == 8000
+
+        await page.get_by_role("button", name="Delete rule slow reports").click()
+        await expect(row).to_have_count(0, timeout=UI_TIMEOUT_MS)
+        assert (await client.get(f"/alert-rules/{rule['id']}")).status_code == 404
+    assert [e for e in tab.errors if "422" not in e] == []  # the browser logs the 422 it was shown
+
+
+async def test_the_charts_draw_on_canvases_without_console_errors(open_tab: OpenTab, dash_cluster: Cluster) -> None:
+    async with api(dash_cluster) as client:
+        created = (await client.post("/job-batches", json={"jobs": pipeline()})).json()
+        for job_id in created["jobIds"]:
+            await wait_for(client, job_id)
+    tab = await open_tab("/charts")
+    page = tab.page
+    for name in ("Processed over time by queue", "Success vs failure", "Duration histogram",
+                 "Recent job runs per worker"):
+        await expect(page.get_by_role("region", name=name).locator("canvas").first).to_be_visible(
+            timeout=UI_TIMEOUT_MS)
+    graph = page.get_by_role("region", name="Dependency graph of a batch")
+    await graph.get_by_label("Batch id").fill(created["batchId"])
+    await graph.get_by_role("button", name="Show").click()
+    await expect(graph.get_by_role("img", name="Dependency graph: 6 jobs in 5 layers", exact=False)).to_be_visible(
+        timeout=UI_TIMEOUT_MS)
+    heatmap = page.get_by_role("table", name="Jobs submitted per hour, one row a day, local time")
+    await expect(heatmap.locator("tbody tr").first).to_be_visible()
+    assert await page.locator("canvas").count() >= 5
+    assert tab.errors == []
+
+
+async def test_the_every_minute_schedule_created_on_the_page_fires(
+    open_tab: OpenTab, dash_cluster: Cluster, minute_schedule: dict[str, Any]
+) -> None:
+    # Last in the module: the schedule was created when the module started, a minute boundary ago or less.
+    async with api(dash_cluster) as client:
+        async def fired() -> dict[str, Any]:
+            found: dict[str, Any] = (await client.get(f"/scheduled-jobs/{minute_schedule['id']}")).json()
+            return found
+
+        schedule = await poll_until(fired, lambda s: s["lastFiredAt"] is not None, timeout_s=75, every_s=1)
+        jobs = (await client.get("/jobs", params={"queue": "cron-e2e"})).json()["items"]
+        assert jobs and jobs[-1]["jobType"] == "noop"
+    tab = await open_tab("/schedules")
+    row = tab.page.locator(f'tr[data-schedule="{CRON_SCHEDULE}"]')
+    await expect(row).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(row.locator("td").nth(4)).not_to_have_text("—")
+    assert schedule["lastFiredAt"]
+    assert tab.errors == []
