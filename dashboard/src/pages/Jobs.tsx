@@ -65,7 +65,8 @@ export function Jobs({ id }: { id?: string }) {
 
   // Text filters apply after a short pause in typing; selects and dates at once.
   useEffect(() => {
-    const timer = window.setTimeout(() => setApplied(filters), 250);
+    const same = (a: Filters) => (Object.keys(EMPTY) as (keyof Filters)[]).every((k) => a[k] === filters[k]);
+    const timer = window.setTimeout(() => setApplied((old) => (same(old) ? old : filters)), 250);
     return () => window.clearTimeout(timer);
   }, [filters]);
 
@@ -112,10 +113,16 @@ export function Jobs({ id }: { id?: string }) {
 
   const set = (name: keyof Filters) => (event: Event) =>
     setFilters({ ...filters, [name]: (event.currentTarget as HTMLInputElement).value });
+  // A select or a date is one deliberate change: it applies at once, without the typing pause.
+  const setAtOnce = (name: keyof Filters) => (event: Event) => {
+    const next = { ...filters, [name]: (event.currentTarget as HTMLInputElement).value };
+    setFilters(next);
+    setApplied(next);
+  };
   const input = (name: keyof Filters, label: string, type: "text" | "datetime-local" = "text") => (
     <label class="filter">
       {label}
-      {type === "text" ? <input type="text" name={name} value={filters[name]} onInput={set(name)} /> : <input type="datetime-local" name={name} value={filters[name]} onInput={set(name)} />}
+      {type === "text" ? <input type="text" name={name} value={filters[name]} onInput={set(name)} /> : <input type="datetime-local" name={name} value={filters[name]} onInput={setAtOnce(name)} />}
     </label>
   );
   const open = (jobId: string) => route(`/jobs/${jobId}${location.search}`);
@@ -129,7 +136,7 @@ export function Jobs({ id }: { id?: string }) {
         {input("queue", "Queue")}
         <label class="filter">
           Status
-          <select name="status" value={filters.status} onChange={set("status")}>
+          <select name="status" value={filters.status} onChange={setAtOnce("status")}>
             <option value="">any</option>
             {STATUSES.map((s) => (
               <option value={s}>{s}</option>

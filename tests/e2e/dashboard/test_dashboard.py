@@ -328,7 +328,7 @@ async def test_the_charts_draw_on_canvases_without_console_errors(open_tab: Open
     graph = page.get_by_role("region", name="Dependency graph of a batch")
     await graph.get_by_label("Batch id").fill(created["batchId"])
     await graph.get_by_role("button", name="Show").click()
-    await expect(graph.get_by_role("img", name="Dependency graph: 6 jobs in 5 layers", exact=False)).to_be_visible(
+    await expect(graph.get_by_role("img", name="Dependency graph: 6 jobs in 4 layers", exact=False)).to_be_visible(
         timeout=UI_TIMEOUT_MS)
     heatmap = page.get_by_role("table", name="Jobs submitted per hour, one row a day, local time")
     await expect(heatmap.locator("tbody tr").first).to_be_visible()
