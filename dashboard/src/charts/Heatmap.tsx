@@ -1,5 +1,6 @@
 // Submissions by hour of day over the last 7 days (/metrics/jobs/timeline, step 1h): a table of coloured
-// cells, one row a day, one column an hour (local time). Each cell holds its number, so it reads without colour.
+// cells, one row a day, one column an hour (local time), shaded from the quietest hour to the busiest. Each cell
+// holds its number, so it reads without colour.
 import { useMemo } from "preact/hooks";
 import { ErrorNote } from "../components/bits";
 import { apiIfOffered } from "../lib/api";
@@ -33,10 +34,11 @@ export function SubmissionsHeatmap({ nonce }: { nonce: number }) {
       days.set(day, row);
       max = Math.max(max, row[at.getHours()] ?? 0);
     }
-    return { days: [...days.entries()], max };
+    const counts = [...days.values()].flat().filter((n) => n > 0);
+    return { days: [...days.entries()], max, min: counts.length ? Math.min(...counts) : 0 };
   }, [timeline.data]);
   return (
-    <section class="panel chart" aria-label="Submissions by hour of day">
+    <section class="panel chart wide" aria-label="Submissions by hour of day">
       <h2>Submissions by hour of day (last 7 days)</h2>
       <ErrorNote error={timeline.error} />
       {timeline.data && (
@@ -50,7 +52,7 @@ export function SubmissionsHeatmap({ nonce }: { nonce: number }) {
                 <tr key={day}>
                   <th scope="row">{day}</th>
                   {row.map((n, h) => (
-                    <td key={h} class="num" style={cellStyle(grid.max ? n / grid.max : 0)} title={`${day} ${h}:00: ${n} submitted`}>{n || ""}</td>
+                    <td key={h} class="num" style={cellStyle(n && grid.max > grid.min ? 0.15 + (0.85 * (n - grid.min)) / (grid.max - grid.min) : n ? 1 : 0)} title={`${day} ${h}:00: ${n} submitted`}>{n || ""}</td>
                   ))}
                 </tr>
               ))}

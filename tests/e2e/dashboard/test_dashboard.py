@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, expect
 
+from bench.seed_history import seed as seed_history
 from tests.e2e.dashboard.conftest import KEY_STORAGE, OpenTab, screenshot_dir
 from tests.e2e.dashboard.pages import PAGES, UI_TIMEOUT_MS, live, pipeline, seed, serious_violations
 from tests.e2e.support import api, submit, wait_for
@@ -24,6 +25,7 @@ from tests.fixtures.polling import poll_until
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 CRON_SCHEDULE = "every-minute-e2e"
+HISTORY_JOBS = 20_000  # bench/seed_history.py: a few seconds
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", autouse=True)
@@ -200,6 +202,8 @@ async def test_a_schedule_created_on_the_page_previews_its_fire_times_and_trigge
 async def test_every_page_loads_without_console_errors_or_serious_axe_violations(
     open_tab: OpenTab, dash_cluster: Cluster
 ) -> None:
+    # A week of finished jobs with their aggregates, so the analytics pages draw real history.
+    await seed_history(dash_cluster.database_url, HISTORY_JOBS, days=7)
     async with api(dash_cluster) as client:
         await seed(client)
         payload = {"to": "ada@example.com", "template": "welcome"}
@@ -218,8 +222,8 @@ async def test_every_page_loads_without_console_errors_or_serious_axe_violations
         if path == "/":
             load = await tab.page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
             print(f"dashboard: first load {load:.0f} ms")
-        if shots is not None:
-            await tab.page.screenshot(path=str(shots / f"{name}.png"))
+        if shots is not None:  # the charts page is taller than the window: all of it
+            await tab.page.screenshot(path=str(shots / f"{name}.png"), full_page=path == "/charts")
         violations = await serious_violations(tab.page)
         if violations or tab.errors:
             problems[path] = {"axe": violations, "console": tab.errors}
