@@ -47,25 +47,26 @@ COUNT_MESSAGES = """
 })();
 """
 
-# Resolves with the ms from the status select's change to the list showing that filter's first rows.
+# Resolves with the ms from the status select's change to the first frame after the list left "Loading…"
+# (the note turns to "Loading…" at once, in a microtask, and back when the new rows are rendered).
 FILTER_CHANGE = """
 async (status) => {
   const select = document.querySelector('select[name=status]');
-  const note = () => document.querySelector('.page p.muted[aria-live]')?.textContent ?? '';
-  const first = () => document.querySelector('[data-job-id]');
-  const before = first();
+  const note = document.querySelector('.page p.muted[aria-live]');
+  let sawLoading = false;
   const began = performance.now();
+  const rendered = new Promise((resolve) => {
+    const observer = new MutationObserver(() => {
+      const loading = (note.textContent ?? '').startsWith('Loading');
+      sawLoading ||= loading;
+      if (sawLoading && !loading) { observer.disconnect(); resolve(); }
+    });
+    observer.observe(note, { childList: true, subtree: true, characterData: true });
+  });
   select.value = status;
   select.dispatchEvent(new Event('change', { bubbles: true }));
-  await new Promise((resolve) => {
-    const check = () => {
-      const row = first();
-      const done = !note().startsWith('Loading') && row !== null && row !== before &&
-        (status === '' || row.querySelector('.badge')?.textContent === status);
-      if (done || performance.now() - began > 30000) resolve(); else requestAnimationFrame(check);
-    };
-    requestAnimationFrame(check);
-  });
+  await Promise.race([rendered, new Promise((r) => setTimeout(r, 30000))]);
+  await new Promise((r) => requestAnimationFrame(r));
   return performance.now() - began;
 }
 """
@@ -91,10 +92,13 @@ WATCH_COMPLETED = """
 WATCH_FRAMES = """
 (() => {
   window.__frames = [];
+  window.__slowFrames = [];
   window.__stopFrames = false;
-  let last = performance.now();
+  const began = performance.now();
+  let last = began;
   const tick = (now) => {
     window.__frames.push(now - last);
+    if (now - last > 50) window.__slowFrames.push([Math.round((now - began) / 100) / 10, Math.round(now - last)]);
     last = now;
     if (!window.__stopFrames) requestAnimationFrame(tick);
   };
@@ -186,6 +190,7 @@ async def frames_under_load(browser: Browser, c: cluster.Cluster, seconds: float
     await page.evaluate("window.__stopFrames = true")
     frames: list[float] = await page.evaluate("window.__frames")
     messages: int = await page.evaluate("window.__messages")
+    slow: list[list[float]] = await page.evaluate("window.__slowFrames")
     await page.evaluate("window.gc ? window.gc() : null")
     heap_after = await page.evaluate("performance.memory.usedJSHeapSize")
     rows = await page.locator("[data-job-id]").count()
@@ -195,7 +200,7 @@ async def frames_under_load(browser: Browser, c: cluster.Cluster, seconds: float
         "longestFrameMs": round(max(frames), 1), "frames": percentiles(frames), "seconds": round(elapsed, 1),
         "eventsPerSecond": round(messages / elapsed), "heapMb": {"before": round(heap_before / 2**20, 1),
                                                                "after": round(heap_after / 2**20, 1)},
-        "rowsInDom": rows,
+        "rowsInDom": rows, "slowFrames": {"count": len(slow), "first": slow[:5]},  # [seconds in, ms]
     }
 
 

@@ -22,6 +22,8 @@ interface Filters {
 
 const EMPTY: Filters = { queue: "", status: "", jobType: "", tag: "", batchId: "", createdAfter: "", createdBefore: "", q: "" };
 const PAGE = 100;
+// Live additions beyond this many rows drop the oldest: memory stays flat however long the page is open.
+const MAX_ROWS = 2000;
 const ROW = 36;
 
 function fromQuery(query: Record<string, string>): Filters {
@@ -61,6 +63,7 @@ export function Jobs({ id }: { id?: string }) {
   const [error, setError] = useState<unknown>(undefined);
   const [loading, setLoading] = useState(false);
   const generation = useRef(0);
+  const trimmed = useRef(false);
   const now = useTick(5000);
 
   // Text filters apply after a short pause in typing; selects and dates at once.
@@ -72,6 +75,7 @@ export function Jobs({ id }: { id?: string }) {
 
   const load = (after: string | null) => {
     const mine = after ? generation.current : ++generation.current;
+    if (!after) trimmed.current = false;
     setLoading(true);
     api<Page<Job>>("/jobs", { query: { ...apiQuery(applied), limit: PAGE, cursor: after } }).then(
       (page) => {
@@ -106,8 +110,15 @@ export function Jobs({ id }: { id?: string }) {
         updates.delete(job.jobId);
         return { ...job, status: m.status as JobStatus, attempts: m.attempt ?? job.attempts };
       });
-      const added = [...updates.values()].filter((m) => m.type === "job_update" && admits(applied, m)).map(jobOfMessage);
-      return added.length ? [...added.reverse(), ...next] : next;
+      // A job announced by a job_update of this batch joins the list with its latest status: a fast job's
+      // submitted and completed events often arrive in the same frame.
+      const announced = new Set(batch.filter((m) => m.type === "job_update").map((m) => m.jobId));
+      const added = [...updates.values()].filter((m) => announced.has(m.jobId) && admits(applied, m)).map(jobOfMessage);
+      if (!added.length) return next;
+      const grown = [...added.reverse(), ...next];
+      if (grown.length <= MAX_ROWS) return grown;
+      trimmed.current = true; // the keyset position of the dropped tail is gone: no "load more" after it
+      return grown.slice(0, MAX_ROWS);
     });
   });
 
@@ -127,6 +138,7 @@ export function Jobs({ id }: { id?: string }) {
   );
   const open = (jobId: string) => route(`/jobs/${jobId}${location.search}`);
   const rows = useMemo(() => jobs, [jobs]);
+  const more = trimmed.current ? null : cursor;
 
   return (
     <div class="page">
@@ -162,7 +174,7 @@ export function Jobs({ id }: { id?: string }) {
           rowHeight={ROW}
           height={560}
           label="Jobs"
-          onEnd={() => cursor && !loading && load(cursor)}
+          onEnd={() => more && !loading && load(more)}
           render={(job) => (
             <div role="listitem" class={`row${job.jobId === id ? " selected" : ""}`} key={job.jobId} data-job-id={job.jobId}>
               <a href={`/jobs/${job.jobId}`} onClick={(e) => { e.preventDefault(); open(job.jobId); }} title={job.jobId}>
@@ -178,9 +190,10 @@ export function Jobs({ id }: { id?: string }) {
         />
       </div>
       <p class="muted" aria-live="polite">
-        {loading ? "Loading…" : `${jobs.length.toLocaleString()} jobs shown${cursor ? "; scroll for more" : ""}`}
-        {cursor && !loading && (
-          <button type="button" class="link" onClick={() => load(cursor)}>
+        {loading ? "Loading…" : `${jobs.length.toLocaleString()} jobs shown${more ? "; scroll for more" : ""}`}
+        {trimmed.current && " (the oldest rows were dropped to keep the page light: change a filter to page from the top)"}
+        {more && !loading && (
+          <button type="button" class="link" onClick={() => load(more)}>
             Load more
           </button>
         )}
