@@ -179,7 +179,10 @@ async def frames_under_load(browser: Browser, c: cluster.Cluster, seconds: float
     async with http_client(c.api_url, c.api_key) as client:
         tick = 0.2
         per_tick = int(LOAD_JOBS_PER_S * tick)
+        heap: list[float] = []  # MiB every ~10 s: flat once the list holds its most rows
         while time.monotonic() - began < seconds:
+            if len(heap) < (time.monotonic() - began) / 10:
+                heap.append(round(await page.evaluate("performance.memory.usedJSHeapSize") / 2**20, 1))
             next_at = time.monotonic() + tick
             batch = {"jobs": [{"queue": "bench-frames", "jobType": "noop"}] * per_tick}
             async with client.post("/api/v1/job-batches", json=batch) as r:
@@ -199,7 +202,7 @@ async def frames_under_load(browser: Browser, c: cluster.Cluster, seconds: float
     return {
         "longestFrameMs": round(max(frames), 1), "frames": percentiles(frames), "seconds": round(elapsed, 1),
         "eventsPerSecond": round(messages / elapsed), "heapMb": {"before": round(heap_before / 2**20, 1),
-                                                               "after": round(heap_after / 2**20, 1)},
+                                                               "every10s": heap, "after": round(heap_after / 2**20, 1)},
         "rowsInDom": rows, "slowFrames": {"count": len(slow), "first": slow[:5]},  # [seconds in, ms]
     }
 

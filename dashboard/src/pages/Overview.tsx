@@ -95,6 +95,9 @@ export function Overview() {
   );
   const alerts = useResource(() => apiIfOffered<{ items: Alert[] }>("/alerts", { query: { status: "open" } }), []);
   const queues = useResource(() => api<{ items: Queue[] }>("/queues"), []);
+  // The hook for the notifier's `queue_stats` messages (DESIGN §7, at most 1/s per queue): once they carry a
+  // queue's backlog, running and rates, patch that queue's row from the message here instead of re-reading.
+  // Until then every change (queue_stats included) re-reads the figures, at most every 3 s.
   useReloadOnEvents(() => { stats.reload(); metrics.reload(); queues.reload(); timeline.reload(); alerts.reload(); });
 
   const now = queues.data ? new Map(queues.data.items.map((q) => [q.name, q])) : new Map<string, Queue>();
