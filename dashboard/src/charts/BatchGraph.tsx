@@ -101,7 +101,7 @@ export function BatchGraph({ nonce }: { nonce: number }) {
   }, [id, nonce]);
   const short = useMemo(() => new Map((graph.data?.nodes ?? []).map((n) => [n.jobId, `${n.jobType} ${shortId(n.jobId)}`])), [graph.data]);
   return (
-    <section class="panel chart" aria-label="Dependency graph of a batch">
+    <section class="panel chart wide" aria-label="Dependency graph of a batch">
       <div class="panel-head">
         <h2>Dependency graph of a batch</h2>
         <form class="toolbar" onSubmit={(e) => { e.preventDefault(); setBatchId(typed.trim()); }}>

@@ -30,8 +30,8 @@ export function Charts() {
           <ProcessedByQueue window={window} nonce={nonce} />
           <SuccessVsFailure window={window} nonce={nonce} />
           <DurationHistogram window={window} nonce={nonce} />
-          <SubmissionsHeatmap nonce={nonce} />
           <WorkerGantt nonce={nonce} />
+          <SubmissionsHeatmap nonce={nonce} />
           <BatchGraph nonce={nonce} />
         </div>
       )}

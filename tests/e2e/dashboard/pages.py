@@ -33,7 +33,7 @@ async def serious_violations(page: Page) -> list[dict[str, Any]]:
 
 
 async def seed(client: httpx.AsyncClient) -> None:
-    """Some realistic data for the pages (and their screenshots): several queues, outcomes, a schedule."""
+    """Some realistic data for the pages (and their screenshots): several queues, outcomes, schedules, a rule."""
     jobs: list[dict[str, Any]] = []
     for i in range(8):
         jobs.append({"queue": "emails", "jobType": "echo", "payload": {"to": f"user{i}@example.com"},
@@ -48,6 +48,9 @@ async def seed(client: httpx.AsyncClient) -> None:
     assert (await client.post("/job-batches", json={"jobs": pipeline()})).status_code == 201
     config = {"rateLimit": {"limit": 50, "periodMs": 1000}, "concurrency": 20, "maxLength": 10_000}
     assert (await client.put("/queues/reports", json=config)).status_code == 200
+    rule = {"name": "billing failures", "queue": "billing", "metric": "failure_rate", "op": ">", "threshold": 0.05,
+            "forS": 300}
+    assert (await client.post("/alert-rules", json=rule)).status_code == 201
     for schedule in ({"name": "nightly-report", "cron": "0 3 * * *", "queue": "reports", "jobType": "noop"},
                      {"name": "digest", "cron": "*/15 9-17 * * 1-5", "timezone": "Europe/Berlin", "queue": "emails",
                       "jobType": "echo"}):
