@@ -14,6 +14,15 @@ class NotifierServiceSettings(NotifierSettings):
     # How long closing a socket may wait for the peer (a stuck client cannot take the close frame).
     ws_close_timeout_s: float = Field(default=10.0, gt=0)
     max_subscriptions: int = Field(default=1000, ge=1)
+    # Resume (DESIGN §7): the replica keeps its last `event_ring` events in delivery order (~40 s at
+    # 500 events/s, well past the audit log's lag); older ones come from the audit log.
+    event_ring: int = Field(default=20_000, ge=100)
+    resume_max_events: int = Field(default=20_000, ge=1)
+    resume_timeout_s: float = Field(default=5.0, gt=0)
+    max_batch_jobs: int = Field(default=100_000, ge=1)
+    # queue_stats: at most one message per queue per interval (DESIGN §7: at most once a second).
+    queue_stats_interval_s: float = Field(default=1.0, ge=1.0)
+    queue_stats_enabled: bool = True
 
     # Webhooks (DESIGN §5). At most this many requests in flight per replica, each bounded by the
     # timeout, so a receiver that hangs holds one slot for a while, never the notifier.
