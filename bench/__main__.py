@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, control, scenarios, scheduled, timing
+from bench import cluster, control, fanout, scenarios, scheduled, timing
 from shared.settings import WorkerSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,7 +55,7 @@ def cpu_ms_per_job(before: dict[str, float], jobs: int) -> dict[str, float]:
 THROUGHPUT = ("singleSubmissions", "batchedSubmissions", "endToEnd", "endToEndScheduled")
 LATENCY_RATES = ((100, "latencyAt100"), (150, "latencyAt150"), (200, "latency"))
 SCHEDULING = ("rateLimited", "delayedStartLagMs", "cronFireLagMs", "cancelRunningMs", "crashRecoveryS")
-SCENARIOS = (*THROUGHPUT, *(key for _, key in LATENCY_RATES), *SCHEDULING)
+SCENARIOS = (*THROUGHPUT, *(key for _, key in LATENCY_RATES), *SCHEDULING, "websocketFanout")
 
 
 async def throughput(c: cluster.Cluster, quick: bool, only: frozenset[str]) -> dict[str, Any]:
@@ -168,6 +168,10 @@ def run_all(quick: bool, only: frozenset[str]) -> dict[str, Any]:
             figures[key] = on_cluster(functools.partial(latency, rate=rate, quick=quick))
     if only & set(SCHEDULING):
         figures.update(on_cluster(lambda c: scheduling(c, quick, only)))
+    if "websocketFanout" in only:  # a cluster of its own: its broker holds only the fan-out's events
+        print("websocket fan-out (1,000 + 10 clients, 500 events/s) ...", flush=True)
+        figures["websocketFanout"] = on_cluster(lambda c: fanout.websocket_fanout(c, seconds=10 if quick else 30))
+        print(f"  {figures['websocketFanout']}", flush=True)
     return figures
 
 
