@@ -45,6 +45,14 @@ def _kafka() -> tuple[str, str]:
     raise RuntimeError("no KAFKA_BOOTSTRAP_SERVERS for the fan-out bench")
 
 
+def _cpu_of(pid: int | None) -> float:
+    """CPU seconds a process used so far (0 for a cluster not found: one at API_URL on another machine)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -143,6 +151,9 @@ async def websocket_fanout(c: cluster.Cluster, *, clients: int = 1000, watchers:
     flat = [j for js in jobs for j in js]
     headers = [(events.TENANT_HEADER, TENANT.encode())]
     sent = 0
+    root = c.process.pid if c.process is not None else None
+    notifier_pid = cluster.service_pids(root).get("notifier")
+    cpu_before = _cpu_of(notifier_pid)
     try:
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -155,8 +166,8 @@ async def websocket_fanout(c: cluster.Cluster, *, clients: int = 1000, watchers:
                 sent += 1
             await asyncio.sleep(tick)
         await producer.flush()
+        notifier_cpu = _cpu_of(notifier_pid) - cpu_before
         await asyncio.sleep(3)  # let the last ones arrive
-        root = c.process.pid if c.process is not None else None
         rss = {name: round(cluster.peak_rss_mb(pid), 1) for name, pid in cluster.service_pids(root).items()}
     finally:
         await producer.stop()
@@ -174,6 +185,8 @@ async def websocket_fanout(c: cluster.Cluster, *, clients: int = 1000, watchers:
         "ownJobsP99Ms": round(_percentile(own_sorted, 0.99) * ms, 1),
         "allSubscribersP99Ms": round(_percentile(all_sorted, 0.99) * ms, 1),
         "notifierRssMb": rss.get("notifier"),
+        # The notifier's CPU while producing, as a share of one core.
+        "notifierCpuShare": round(notifier_cpu / seconds, 3),
     }
 
 
