@@ -40,6 +40,8 @@ class Subscriber:
         """Whether this client's subscriptions cover a message (the hub's routing, for one client: replay)."""
         if (d.tenant is not None and d.tenant != self.tenant) or (d.cluster_only and not self.cluster):
             return False
+        if d.audience is not None and self.tenant not in d.audience and not self.cluster:
+            return False
         if self.everything or (d.queue is not None and d.queue in self.queues):
             return True
         if d.batch_id is not None and d.batch_id in self.batches:
@@ -74,6 +76,7 @@ class Hub:
         self._by_batch: dict[_Key, set[Subscriber]] = {}
         self._by_batch_job: dict[_Key, set[Subscriber]] = {}
         self._all: dict[str, set[Subscriber]] = {}
+        self._tenants_of_queue: dict[str, set[str]] = {}  # who has jobs in a queue (seen on the stream)
         self.ring = EventRing(ring_size)
 
     def __len__(self) -> int:
@@ -165,7 +168,12 @@ class Hub:
         yield to the senders before the next message.
         """
         if delivery.event_id is not None and not self.ring.add(delivery):
-            return False
+            return False  # delivered already
+        if delivery.event_type is not None and delivery.queue is not None and delivery.tenant is not None:
+            tenants = self._tenants_of_queue.get(delivery.queue)
+            if tenants is None:
+                tenants = self._tenants_of_queue[delivery.queue] = set()
+            tenants.add(delivery.tenant)
         recipients = self._recipients(delivery)
         if not recipients:
             return False
@@ -190,7 +198,13 @@ class Hub:
             sub.buffer.close(code, reason)
             self.disconnect(sub)
 
+    def tenants_of_queue(self, queue: str) -> frozenset[str]:
+        """The tenants whose jobs' events in `queue` this replica has seen (a queue-level alert's audience)."""
+        return frozenset(self._tenants_of_queue.get(queue, ()))
+
     def _recipients(self, d: Delivery) -> set[Subscriber]:
+        if d.audience is not None:  # a queue-level alert: all-subscribers of its tenants, and cluster holders
+            return {sub for tenant, subs in self._all.items() for sub in subs if tenant in d.audience or sub.cluster}
         tenants: Iterable[str] = (d.tenant,) if d.tenant is not None else list(self._tenants)
         out: set[Subscriber] = set()
         for tenant in tenants:

@@ -34,6 +34,9 @@ class Delivery:
     batch_id: str | None = None
     # When the event happened (epoch seconds): the audit log's order, used when resuming from it.
     occurred_at: float = 0.0
+    # A queue-level alert naming no tenant (DESIGN §10): only the tenants with jobs in that queue,
+    # and `cluster` holders; None: no such restriction.
+    audience: frozenset[str] | None = None
     # A job event's type and (completed) duration: what queue_stats counts.
     event_type: EventType | None = None
     duration_ms: float | None = None

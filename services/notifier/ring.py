@@ -22,7 +22,7 @@ class EventRing:
         self._seq_of: dict[str, int] = {}
         self._next = 0  # the sequence number of the next delivery
         # The newest event each tenant may see (None: events for every tenant), for queue_stats ids.
-        self._last_of_tenant: dict[str | None, tuple[int, str]] = {}
+        self._last_of_tenant: dict[str | None, Delivery] = {}
 
     def __len__(self) -> int:
         return min(self._next, self._size)
@@ -40,17 +40,18 @@ class EventRing:
     def add(self, delivery: Delivery) -> bool:
         """Remember a delivery with an event id; False if that event was already delivered (a duplicate)."""
         event_id = delivery.event_id
-        assert event_id is not None
-        if event_id in self._seq_of:
+        seq_of = self._seq_of
+        if event_id is None or event_id in seq_of:
             return False
-        slot = self._next % self._size
+        n = self._next
+        slot = n % self._size
         evicted = self._slots[slot]
-        if evicted is not None and evicted.event_id is not None:
-            self._seq_of.pop(evicted.event_id, None)
+        if evicted is not None:
+            seq_of.pop(evicted.event_id or "", None)
         self._slots[slot] = delivery
-        self._seq_of[event_id] = self._next
-        self._last_of_tenant[delivery.tenant] = (self._next, event_id)
-        self._next += 1
+        seq_of[event_id] = n
+        self._last_of_tenant[delivery.tenant] = delivery
+        self._next = n + 1
         return True
 
     def seq_of(self, event_id: str) -> int | None:
@@ -77,5 +78,9 @@ class EventRing:
         """The id of the newest event a client of `tenant` may have been sent (its own, or everyone's)."""
         own = self._last_of_tenant.get(tenant)
         shared = self._last_of_tenant.get(None)
-        best = max((x for x in (own, shared) if x is not None), default=None)
-        return best[1] if best is not None else None
+        if own is None or shared is None:
+            newest = own or shared
+        else:  # the later of the two in the delivery order (one evicted: the other is newer)
+            newest = own if self._seq_of.get(own.event_id or "", -1) > self._seq_of.get(shared.event_id or "", -1) \
+                else shared
+        return newest.event_id if newest is not None else None

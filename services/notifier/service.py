@@ -152,7 +152,11 @@ class NotifierService(BaseService):
             if record.topic == self._alerts_topic:
                 alert: Any = orjson.loads(record.value)
                 position = f"{record.topic}:{record.partition}:{record.offset}"
-                return alert_delivery(alert, event_id=alert_event_id(alert, position), occurred_at=at)
+                delivery = alert_delivery(alert, event_id=alert_event_id(alert, position), occurred_at=at)
+                queue = alert.get("queue") if isinstance(alert, dict) else None
+                if delivery.tenant is None and isinstance(queue, str):  # queue-level: DESIGN §10
+                    delivery = dataclasses.replace(delivery, audience=self.hub.tenants_of_queue(queue))
+                return delivery
             if record.topic == self._workers_topic:
                 worker = worker_delivery(orjson.loads(record.value))
                 if worker is None:

@@ -130,3 +130,18 @@ def test_queue_stats_count_by_type_and_go_quiet_with_one_zero_message() -> None:
     quiet = [orjson.loads(d.text) for d in stats.flush()]
     assert len(quiet) == 2 and all(sum(m["counts"].values()) == 0 for m in quiet)
     assert stats.flush() == []
+
+
+def test_a_queue_level_alert_reaches_that_queues_tenants_and_cluster_holders_only() -> None:
+    hub = Hub(buffer_size=10, max_subscriptions=10)
+    user, stranger = hub.connect("default", "ws"), hub.connect("other", "ws")
+    operator = hub.connect("third", "ws", cluster=True)
+    for sub in (user, stranger, operator):
+        hub.subscribe(sub, [ALL])
+    hub.deliver(event(queue="emails"))  # the default tenant has jobs in `emails`
+    drain(user)
+    alert = Delivery(kind="alert", text='{"type":"alert"}', tenant=None, event_id="a1",
+                     audience=hub.tenants_of_queue("emails"))
+    hub.deliver(alert)
+    assert len(drain(user)) == 1 and len(drain(operator)) == 1 and drain(stranger) == []
+    assert user.wants(alert) and operator.wants(alert) and not stranger.wants(alert)  # the same rule on replay
