@@ -53,6 +53,20 @@ def _cpu_of(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _broker_pid(root: int | None) -> int | None:
+    """The embedded broker of the cluster the bench started (None for one at API_URL)."""
+    if root is None:
+        return None
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"tansu" in os.readlink(entry / "exe").encode() and \
+                    cluster._descends_from(int(entry.name), root):
+                return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -153,7 +167,8 @@ async def websocket_fanout(c: cluster.Cluster, *, clients: int = 1000, watchers:
     sent = 0
     root = c.process.pid if c.process is not None else None
     notifier_pid = cluster.service_pids(root).get("notifier")
-    cpu_before = _cpu_of(notifier_pid)
+    broker_pid = _broker_pid(root)
+    cpu_before = _cpu_of(notifier_pid), _cpu_of(broker_pid)
     try:
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -166,7 +181,7 @@ async def websocket_fanout(c: cluster.Cluster, *, clients: int = 1000, watchers:
                 sent += 1
             await asyncio.sleep(tick)
         await producer.flush()
-        notifier_cpu = _cpu_of(notifier_pid) - cpu_before
+        notifier_cpu, broker_cpu = _cpu_of(notifier_pid) - cpu_before[0], _cpu_of(broker_pid) - cpu_before[1]
         await asyncio.sleep(3)  # let the last ones arrive
         rss = {name: round(cluster.peak_rss_mb(pid), 1) for name, pid in cluster.service_pids(root).items()}
     finally:
@@ -185,8 +200,10 @@ async def websocket_fanout(c: cluster.Cluster, *, clients: int = 1000, watchers:
         "ownJobsP99Ms": round(_percentile(own_sorted, 0.99) * ms, 1),
         "allSubscribersP99Ms": round(_percentile(all_sorted, 0.99) * ms, 1),
         "notifierRssMb": rss.get("notifier"),
-        # The notifier's CPU while producing, as a share of one core.
+        # CPU while producing, as a share of one core (the broker's: the producer's and every consumer's).
         "notifierCpuShare": round(notifier_cpu / seconds, 3),
+        "brokerCpuShare": round(broker_cpu / seconds, 3),
+        "loadAverage": round(os.getloadavg()[0], 2),
     }
 
 
