@@ -82,14 +82,20 @@ async def test_unsubscribe_stops_delivery(notifier: NotifierService, producer: E
 
 
 async def test_ping_and_junk_never_break_the_connection(notifier: NotifierService, producer: EventProducer) -> None:
-    async with client(notifier) as ws:
+    async with client(notifier) as ws, client(notifier) as witness:
         assert await request(ws, {"type": "ping"}) == {"type": "pong"}
+        await request(witness, {"type": "subscribe", "queue": "emails"})
         for junk in ("not json", "[1, 2]", '{"type": "explode"}', '{"type": "subscribe"}',
                      '{"type": "subscribe", "jobId": "nope"}', '{"type": "subscribe", "queue": "NO SPACES"}',
-                     '{"no": "type"}'):
+                     '{"type": "subscribe", "batchId": 7}', '{"type": "subscribe", "all": "yes"}',
+                     '{"type": "subscribe", "all": true, "since": "not-an-id"}', '{"no": "type"}'):
             await ws.send(junk)
             reply = await recv(ws)
             assert reply["type"] == "error" and reply["message"], junk
+            # ... and the others are undisturbed: a witness on the same replica still gets every event.
+            seen = job_event(EventType.STARTED, uuid.uuid4())
+            await producer.publish_events([seen])
+            assert (await recv(witness))["eventId"] == str(seen.event_id)
         await ws.send(b"\xff\xfe binary junk")
         assert (await recv(ws))["type"] == "error"
 
