@@ -151,14 +151,20 @@ def open_subscription(hub: Hub, sub: Subscriber, opening: Opening, limits: Limit
 def _replay(hub: Hub, sub: Subscriber, opening: Opening, limits: Limits) -> list[Delivery]:
     assert opening.since is not None
     p = probe(sub, opening)
+
+    def missed(d: Delivery) -> bool:
+        # What the client's other subscriptions already brought it (opened with the same since) is not missed.
+        return p.wants(d) and not sub.wants(d)
+
     seq = _held(hub, sub, opening.since)
     if seq is not None:  # the ring holds it (again, if the audit log was read meanwhile): its order
-        replay = [d for d in hub.ring.since(seq) if p.wants(d)]
+        replay = [d for d in hub.ring.since(seq) if missed(d)]
     elif opening.audited is not None:
         seen = {d.event_id for d in opening.audited}
         newer = [d for d in hub.ring.since(-1) if d.event_id not in seen and (d.occurred_at, d.event_id or "") >
-                 opening.after and p.wants(d)]
-        replay = sorted(opening.audited + newer, key=lambda d: (d.occurred_at, d.event_id or ""))
+                 opening.after and missed(d)]
+        audited = [d for d in opening.audited if missed(d)]
+        replay = sorted(audited + newer, key=lambda d: (d.occurred_at, d.event_id or ""))
     else:  # the ring dropped it while the batches loaded
         raise ResumeRefused(UNKNOWN_SINCE, opening.since, "this event is no longer among the notifier's recent "
                             "events: subscribe again with since")

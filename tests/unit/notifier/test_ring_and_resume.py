@@ -145,3 +145,17 @@ def test_a_queue_level_alert_reaches_that_queues_tenants_and_cluster_holders_onl
     hub.deliver(alert)
     assert len(drain(user)) == 1 and len(drain(operator)) == 1 and drain(stranger) == []
     assert user.wants(alert) and operator.wants(alert) and not stranger.wants(alert)  # the same rule on replay
+
+
+def test_resuming_several_targets_with_one_since_sends_each_event_once() -> None:
+    hub = Hub(buffer_size=10, max_subscriptions=10)
+    ds = [event(queue="q" if i % 2 else "other") for i in range(6)]
+    for d in ds:
+        hub.deliver(d)
+    sub = hub.connect("default", "ws")
+    since = ds[0].event_id
+    open_subscription(hub, sub, Opening((Target(TargetKind.QUEUE, "q"),), since), LIMITS)
+    reply = open_subscription(hub, sub, Opening((ALL,), since), LIMITS)
+    assert reply["replayed"] == 2  # the `other` queue's; `q`'s came with the first
+    got = [m["eventId"] for m in drain(sub) if m["type"] != "subscribed"]
+    assert sorted(got) == sorted(d.event_id for d in ds[1:])
