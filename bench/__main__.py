@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, control, dashboard, metrics_routes, scenarios, scheduled, timing
+from bench import cluster, control, dashboard, fanout, metrics_routes, scenarios, scheduled, timing
 from shared.settings import WorkerSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,7 +56,8 @@ THROUGHPUT = ("singleSubmissions", "batchedSubmissions", "endToEnd", "endToEndSc
 LATENCY_RATES = ((100, "latencyAt100"), (150, "latencyAt150"), (200, "latency"))
 SCHEDULING = ("rateLimited", "delayedStartLagMs", "cronFireLagMs", "cancelRunningMs", "crashRecoveryS")
 ANALYTICS = ("metricsRoutes", "analyticsLagS")
-SCENARIOS = (*THROUGHPUT, *(key for _, key in LATENCY_RATES), *SCHEDULING, *ANALYTICS, "dashboard")
+SCENARIOS = (*THROUGHPUT, *(key for _, key in LATENCY_RATES), *SCHEDULING, *ANALYTICS, "websocketFanout",
+             "dashboard")
 
 
 async def throughput(c: cluster.Cluster, quick: bool, only: frozenset[str]) -> dict[str, Any]:
@@ -173,6 +174,10 @@ def run_all(quick: bool, only: frozenset[str]) -> dict[str, Any]:
         figures.update(on_cluster(lambda c: scheduling(c, quick, only)))
     if "metricsRoutes" in only:  # its own cluster: a million jobs of history would weigh on the others
         figures["metricsRoutes"] = on_cluster(lambda c: metrics_routes.metrics_routes(c, home, quick))
+    if "websocketFanout" in only:  # a cluster of its own: its broker holds only the fan-out's events
+        print("websocket fan-out (1,000 + 10 clients, 500 events/s) ...", flush=True)
+        figures["websocketFanout"] = on_cluster(lambda c: fanout.websocket_fanout(c, seconds=10 if quick else 30))
+        print(f"  {figures['websocketFanout']}", flush=True)
     if "dashboard" in only:  # its own cluster too: it seeds a million jobs after the live figures
         print("dashboard in chromium ...", flush=True)
         figures["dashboard"] = on_cluster(lambda c: dashboard.dashboard(c, home, quick))

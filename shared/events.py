@@ -50,7 +50,7 @@ BATCH_COMPLETED = "batch_completed"
 WORKERS_TOPIC = "workers"
 ALL_TOPICS: tuple[str, ...] = (*JOB_TOPICS, ALERTS_TOPIC)
 # Every topic a cluster creates up front (real Kafka in compose has auto-creation off). The notifier
-# reads ALL_TOPICS and WORKERS_TOPIC: fanning `batch_completed` out to clients is later work (issue 10).
+# reads all of them (`batch_completed` from BATCHES_TOPIC goes to batch subscribers).
 CLUSTER_TOPICS: tuple[str, ...] = (*ALL_TOPICS, BATCHES_TOPIC, WORKERS_TOPIC)
 
 # Within one attempt, later kinds supersede earlier ones; used to ignore stale events.

@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from services.notifier.auth import StreamDenied, authenticate
 from services.notifier.hub import Hub
-from services.notifier.protocol import ProtocolError, targets_of
+from services.notifier.protocol import ProtocolError, since_of, targets_of
+from services.notifier.resume import Limits
 from services.notifier.settings import NotifierServiceSettings
-from services.notifier.streams import WebSocketSession, sse_stream
+from services.notifier.streams import Streams, WebSocketSession, sse_stream
 from shared.auth.principal import Scope
 from shared.http_server import Readiness, add_health_routes
 from shared.telemetry import fastapi_telemetry
@@ -34,6 +35,9 @@ def build_app(hub: Hub, pool: PoolSource, settings: NotifierServiceSettings, rea
         title="Conveyor notifier", docs_url=None, redoc_url=None, openapi_url=None, telemetry=fastapi_telemetry()
     )
     add_health_routes(app, ready)
+    limits = Limits(max_replay=settings.resume_max_events, max_batch_jobs=settings.max_batch_jobs,
+                    timeout_s=settings.resume_timeout_s)
+    streams = Streams(hub, pool, limits)
 
     @app.websocket("/ws")
     async def websocket(ws: WebSocket) -> None:
@@ -47,7 +51,7 @@ def build_app(hub: Hub, pool: PoolSource, settings: NotifierServiceSettings, rea
             return
         await ws.accept()
         sub = hub.connect(principal.tenant, "ws", cluster=principal.can(Scope.CLUSTER))
-        session = WebSocketSession(ws, hub, sub, close_timeout_s=settings.ws_close_timeout_s)
+        session = WebSocketSession(ws, streams, sub, close_timeout_s=settings.ws_close_timeout_s)
         await session.run()
 
     @app.get("/sse")
@@ -55,7 +59,9 @@ def build_app(hub: Hub, pool: PoolSource, settings: NotifierServiceSettings, rea
         request: Request,
         job_id: Annotated[list[str], Query(alias="jobId")] = [],  # noqa: B006 (FastAPI copies defaults)
         queue: Annotated[list[str], Query()] = [],  # noqa: B006
+        batch_id: Annotated[list[str], Query(alias="batchId")] = [],  # noqa: B006
         everything: Annotated[bool, Query(alias="all")] = False,
+        since: Annotated[str | None, Query()] = None,
     ) -> Response:
         try:
             principal = await authenticate(
@@ -64,14 +70,15 @@ def build_app(hub: Hub, pool: PoolSource, settings: NotifierServiceSettings, rea
         except StreamDenied as denied:
             return denied.response()
         try:
-            targets = targets_of(job_id, queue, everything)
+            targets = targets_of(job_id, queue, everything, batch_id)
+            # The browser's reconnect sends Last-Event-ID; `?since=` lets a client start from an id it kept.
+            resume_from = since_of(request.headers.get("last-event-id") or since)
         except ProtocolError as exc:
             return _bad_request(str(exc))
         if len(targets) > settings.max_subscriptions:
             return _bad_request(f"too many subscriptions (at most {settings.max_subscriptions} per client)")
-        stream = sse_stream(
-            hub, principal.tenant, targets, keepalive_s=settings.sse_keepalive_s, cluster=principal.can(Scope.CLUSTER)
-        )
+        stream = sse_stream(streams, principal.tenant, targets, since=resume_from,
+                            keepalive_s=settings.sse_keepalive_s, cluster=principal.can(Scope.CLUSTER))
         return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
 
     return app

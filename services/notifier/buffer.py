@@ -40,6 +40,8 @@ class ClientBuffer:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        # Replayed messages (a resume) still queued: they come on top of the limit.
+        self._replaying = 0
         self._items: deque[_Slot] = deque()
         self._pending: dict[str, _Slot] = {}
         self._ready = asyncio.Event()
@@ -65,7 +67,7 @@ class ClientBuffer:
                 slot.text = text
                 metrics.PROGRESS_COALESCED.inc()
                 return True
-        if len(self._items) >= self.limit:
+        if len(self._items) >= self.limit + self._replaying:
             self.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
             return False
         slot = _Slot(text, coalesce_key)
@@ -74,6 +76,14 @@ class ClientBuffer:
             self._pending[coalesce_key] = slot
         self._ready.set()
         return True
+
+    def extend(self, texts: list[str]) -> None:
+        """Queue a replay: it does not count against the limit, which still leaves room for live messages."""
+        if self.close_code is not None or not texts:
+            return
+        self._items.extend(_Slot(text, None) for text in texts)
+        self._replaying += len(texts)
+        self._ready.set()
 
     def close(self, code: int, reason: str) -> None:
         """End the stream; queued messages are dropped. Idempotent (the first reason wins)."""
@@ -102,6 +112,8 @@ class ClientBuffer:
             if slot.key is not None:
                 del self._pending[slot.key]
             out.append(slot.text)
+        if self._replaying:
+            self._replaying = max(0, self._replaying - len(out))
         return out
 
     async def get(self) -> str:

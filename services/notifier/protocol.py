@@ -24,12 +24,13 @@ class TargetKind(StrEnum):
 
     JOB = "jobId"
     QUEUE = "queue"
+    BATCH = "batchId"
     ALL = "all"
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One subscription target: a job id (canonical UUID text), a queue name, or every event."""
+    """One subscription target: a job or batch id (canonical UUID text), a queue name, or every event."""
 
     kind: TargetKind
     value: str = ""
@@ -48,20 +49,37 @@ class Action(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A parsed client message."""
+    """A parsed client message; `since`: the last event id the client saw (resume after it)."""
 
     action: Action
     targets: tuple[Target, ...] = ()
+    since: str | None = None
+
+
+def _uuid_text(raw: object, field: str) -> str:
+    if not isinstance(raw, str):
+        raise ProtocolError(f"{field} must be a UUID string")
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ProtocolError(f"{field} must be a UUID string") from None
 
 
 def job_target(raw: object) -> Target:
     """A job target from client input; job ids are compared in canonical form."""
-    if not isinstance(raw, str):
-        raise ProtocolError("jobId must be a UUID string")
-    try:
-        return Target(TargetKind.JOB, str(uuid.UUID(raw)))
-    except ValueError:
-        raise ProtocolError("jobId must be a UUID string") from None
+    return Target(TargetKind.JOB, _uuid_text(raw, "jobId"))
+
+
+def batch_target(raw: object) -> Target:
+    """A batch target from client input (canonical UUID text)."""
+    return Target(TargetKind.BATCH, _uuid_text(raw, "batchId"))
+
+
+def since_of(raw: object) -> str | None:
+    """The event id to resume after (`since` / `Last-Event-ID`), canonical; None when absent or empty."""
+    if raw is None or raw == "":
+        return None
+    return _uuid_text(raw.strip() if isinstance(raw, str) else raw, "since")
 
 
 def queue_target(raw: object) -> Target:
@@ -71,13 +89,15 @@ def queue_target(raw: object) -> Target:
     return Target(TargetKind.QUEUE, raw)
 
 
-def targets_of(job_ids: list[Any], queues: list[Any], everything: bool) -> tuple[Target, ...]:
+def targets_of(job_ids: list[Any], queues: list[Any], everything: bool, batch_ids: list[Any] | None = None
+               ) -> tuple[Target, ...]:
     """Validated targets; at least one is required."""
     targets = [job_target(j) for j in job_ids] + [queue_target(q) for q in queues]
+    targets += [batch_target(b) for b in batch_ids or ()]
     if everything:
         targets.append(ALL)
     if not targets:
-        raise ProtocolError("name a target: jobId, queue or all: true")
+        raise ProtocolError("name a target: jobId, queue, batchId or all: true")
     return tuple(dict.fromkeys(targets))
 
 
@@ -105,7 +125,9 @@ def parse_command(raw: str | bytes | None) -> Command:
         raise ProtocolError("all must be true")
     job_ids = [doc["jobId"]] if "jobId" in doc else [doc["job_id"]] if "job_id" in doc else []
     queues = [doc["queue"]] if "queue" in doc else []
-    return Command(action, targets_of(job_ids, queues, everything))
+    batch_ids = [doc["batchId"]] if "batchId" in doc else [doc["batch_id"]] if "batch_id" in doc else []
+    since = since_of(doc.get("since")) if action is Action.SUBSCRIBE else None
+    return Command(action, targets_of(job_ids, queues, everything, batch_ids), since)
 
 
 def target_fields(targets: tuple[Target, ...]) -> dict[str, Any]:
@@ -124,6 +146,6 @@ def reply_to(command: Command) -> dict[str, Any]:
     return {"type": kind, **target_fields(command.targets)}
 
 
-def error_reply(message: str) -> dict[str, Any]:
-    """The reply to a message the server could not act on."""
-    return {"type": "error", "message": message}
+def error_reply(message: str, **fields: Any) -> dict[str, Any]:
+    """The reply to a message the server could not act on (`fields`: e.g. a `code` and the `since`)."""
+    return {"type": "error", "message": message, **fields}

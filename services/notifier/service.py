@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -16,8 +17,16 @@ from aiokafka import ConsumerRecord
 from services.notifier import metrics, sql
 from services.notifier.app import build_app
 from services.notifier.hub import Hub
-from services.notifier.messages import Delivery, alert_delivery, job_delivery, worker_delivery
+from services.notifier.messages import (
+    Delivery,
+    alert_delivery,
+    alert_event_id,
+    batch_delivery,
+    job_delivery,
+    worker_delivery,
+)
 from services.notifier.settings import NotifierServiceSettings
+from services.notifier.stats import QueueStats, run_ticker
 from services.notifier.webhook_intake import GROUP as WEBHOOK_GROUP
 from services.notifier.webhook_intake import TOPICS as WEBHOOK_TOPICS
 from services.notifier.webhook_intake import UrlPolicy, WebhookIntake
@@ -47,9 +56,12 @@ class NotifierService(BaseService):
     def __init__(self, settings: NotifierServiceSettings) -> None:
         super().__init__(settings)
         self._settings = settings
-        self.hub = Hub(buffer_size=settings.client_buffer, max_subscriptions=settings.max_subscriptions)
+        self.hub = Hub(buffer_size=settings.client_buffer, max_subscriptions=settings.max_subscriptions,
+                       ring_size=settings.event_ring)
+        self.stats = QueueStats(self.hub.ring.last_event_for)
         self._alerts_topic = events.topic_name(settings.kafka_topic_prefix, events.ALERTS_TOPIC)
         self._workers_topic = events.topic_name(settings.kafka_topic_prefix, events.WORKERS_TOPIC)
+        self._batches_topic = events.topic_name(settings.kafka_topic_prefix, events.BATCHES_TOPIC)
         self._pool: asyncpg.Pool | None = None
         self._consumer: ConsumerLoop | None = None
         self._webhook_consumer: ConsumerLoop | None = None
@@ -69,13 +81,16 @@ class NotifierService(BaseService):
         # No group: each replica reads every partition from the newest offset and commits nothing.
         self._consumer = ConsumerLoop(
             s,
-            topics=(*events.ALL_TOPICS, events.WORKERS_TOPIC),
+            topics=(*events.ALL_TOPICS, events.WORKERS_TOPIC, events.BATCHES_TOPIC),
             group_id=None,
             handler=self._handle,
             client_id=f"notifier-{socket.gethostname()}-{os.getpid()}",
             auto_offset_reset="latest",
         )
         self.spawn("consumer", self._consumer.run(), drain=self._consumer.stop)
+        if s.queue_stats_enabled:
+            ticker = run_ticker(self.stats, self.hub.deliver, s.queue_stats_interval_s, self.stopping)
+            self.spawn("queue-stats", ticker, drain=True)
         self._start_webhooks(self._pool)
         await self.serve_http(build_app(self.hub, self._require_pool, s, self._ready), s.notifier_port)
 
@@ -118,28 +133,41 @@ class NotifierService(BaseService):
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         # Each event type has its own topic, so one job's events can arrive out of order;
         # within a batch, at least, send them in the order they happened.
-        deliveries = sorted(filter(None, map(self._delivery_of, records)), key=lambda pair: pair[0])
-        for i, (_, delivery) in enumerate(deliveries, 1):
+        deliveries = sorted(filter(None, map(self._delivery_of, records)), key=lambda d: d.occurred_at)
+        ring = self.hub.ring
+        for i, delivery in enumerate(deliveries, 1):
             metrics.EVENTS_IN.labels(delivery.kind).inc()
+            if delivery.event_id is not None and delivery.event_id in ring:
+                continue  # delivered already (a producer's retry wrote it twice)
+            self.stats.record(delivery)
             # The fan-out never waits on a socket, but a burst must not fill the buffers of
             # clients that are keeping up: give their senders a turn when buffers fill.
             if self.hub.deliver(delivery) or i % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
 
-    def _delivery_of(self, record: ConsumerRecord) -> tuple[float, Delivery] | None:
-        """The message of a record and when it happened (epoch seconds); None for junk."""
+    def _delivery_of(self, record: ConsumerRecord) -> Delivery | None:
+        """The message of a record (`occurred_at`: when it happened, epoch seconds); None for junk."""
+        at = record.timestamp / 1000 if record.timestamp is not None else time.time()
         try:
             if record.topic == self._alerts_topic:
                 alert: Any = orjson.loads(record.value)
-                at = record.timestamp / 1000 if record.timestamp is not None else time.time()
-                return at, alert_delivery(alert)
+                position = f"{record.topic}:{record.partition}:{record.offset}"
+                delivery = alert_delivery(alert, event_id=alert_event_id(alert, position), occurred_at=at)
+                queue = alert.get("queue") if isinstance(alert, dict) else None
+                if delivery.tenant is None and isinstance(queue, str):  # queue-level: DESIGN §10
+                    delivery = dataclasses.replace(delivery, audience=self.hub.tenants_of_queue(queue))
+                return delivery
             if record.topic == self._workers_topic:
                 worker = worker_delivery(orjson.loads(record.value))
                 if worker is None:
                     raise ValueError("not a worker event")
-                return record.timestamp / 1000 if record.timestamp is not None else time.time(), worker
-            envelope = events.decode(record.value, events.tenant_of(record.headers))
-            return envelope.occurred_at.timestamp(), job_delivery(envelope)
+                return dataclasses.replace(worker, occurred_at=at)
+            if record.topic == self._batches_topic:
+                batch = batch_delivery(orjson.loads(record.value), events.tenant_of(record.headers))
+                if batch is None:
+                    raise ValueError("not a batch event")
+                return dataclasses.replace(batch, occurred_at=at)
+            return job_delivery(events.decode(record.value, events.tenant_of(record.headers)))
         except (ValueError, TypeError) as exc:  # orjson and pydantic errors are ValueErrors
             metrics.UNDECODABLE.inc()
             log.error("skipping undecodable record %s:%s@%s: %s", record.topic, record.partition, record.offset, exc)

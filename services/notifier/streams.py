@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
+import asyncpg
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.notifier.buffer import BufferClosed
@@ -19,8 +21,8 @@ from services.notifier.protocol import (
     error_reply,
     parse_command,
     reply_to,
-    target_fields,
 )
+from services.notifier.resume import Limits, ResumeRefused, open_subscription, prepare
 from shared.waiting import first_of
 
 log = logging.getLogger(__name__)
@@ -29,12 +31,39 @@ log = logging.getLogger(__name__)
 _SSE_CHUNK = 256
 
 
+@dataclass(frozen=True, slots=True)
+class Streams:
+    """What every stream needs: the hub, Postgres (resume, batches) and the resume limits."""
+
+    hub: Hub
+    pool: Callable[[], asyncpg.Pool]
+    limits: Limits
+
+
+async def subscribe(streams: Streams, sub: Subscriber, targets: tuple[Target, ...], since: str | None
+                    ) -> dict[str, object] | None:
+    """Open a subscription (replaying after `since`); None when done, else the `error` reply to send."""
+    try:
+        opening = await prepare(streams.hub, streams.pool(), sub, targets, since, streams.limits)
+        open_subscription(streams.hub, sub, opening, streams.limits)
+    except ResumeRefused as refused:
+        return refused.reply()
+    except ProtocolError as exc:
+        return error_reply(str(exc))
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        log.warning("cannot open a subscription of tenant %s: %r", sub.tenant, exc)
+        return error_reply(f"cannot open the subscription now ({type(exc).__name__}): try again",
+                           code="unavailable")
+    return None
+
+
 class WebSocketSession:
     """One accepted WebSocket: a receiver for commands, a sender draining the client's buffer."""
 
-    def __init__(self, ws: WebSocket, hub: Hub, sub: Subscriber, *, close_timeout_s: float) -> None:
+    def __init__(self, ws: WebSocket, streams: Streams, sub: Subscriber, *, close_timeout_s: float) -> None:
         self._ws = ws
-        self._hub = hub
+        self._streams = streams
+        self._hub = streams.hub
         self._sub = sub
         self._close_timeout = close_timeout_s
 
@@ -78,18 +107,22 @@ class WebSocketSession:
             raw = message.get("text")
             if raw is None:
                 raw = message.get("bytes")
-            if not self._sub.buffer.put(encode(self._handle(raw))):
+            reply = await self._handle(raw)
+            if reply is not None and not self._sub.buffer.put(encode(reply)):
                 return False  # the replies overflowed the buffer: the session ends (4008)
+            if self._sub.buffer.close_code is not None:
+                return False
 
-    def _handle(self, raw: str | bytes | None) -> dict[str, object]:
+    async def _handle(self, raw: str | bytes | None) -> dict[str, object] | None:
+        """The reply to send, or None when the subscription queued its own (`subscribed`, then the replay)."""
         try:
             command = parse_command(raw)
-            if command.action is Action.SUBSCRIBE:
-                self._hub.subscribe(self._sub, command.targets)
-            elif command.action is Action.UNSUBSCRIBE:
-                self._hub.unsubscribe(self._sub, command.targets)
         except ProtocolError as exc:
             return error_reply(str(exc))
+        if command.action is Action.SUBSCRIBE:
+            return await subscribe(self._streams, self._sub, command.targets, command.since)
+        if command.action is Action.UNSUBSCRIBE:
+            self._hub.unsubscribe(self._sub, command.targets)
         return reply_to(command)
 
 
@@ -99,17 +132,43 @@ def _saw_disconnect(receiver: asyncio.Task[bool]) -> bool:
 
 
 def _sse_event(text: str) -> str:
-    return f"data: {text}\n\n"
+    """`id:` (the eventId) and `event:` (the message type) as DESIGN §7 asks, then the JSON as `data:`.
+
+    Cheap: the fields are read from the start of the text the fan-out already encoded once.
+    """
+    kind = _field(text, '"type":"')
+    event_id = _field(text, '"eventId":"')
+    head = f"event: {kind}\n" if kind else ""
+    if event_id:
+        head = f"id: {event_id}\n{head}"
+    return f"{head}data: {text}\n\n"
+
+
+def _field(text: str, marker: str) -> str | None:
+    """The string value after `marker` in compact JSON (our own messages: no escapes in these values)."""
+    start = text.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    end = text.find('"', start)
+    return text[start:end] if end > start else None
 
 
 async def sse_stream(
-    hub: Hub, tenant: str, targets: tuple[Target, ...], *, keepalive_s: float, cluster: bool = False
+    streams: Streams, tenant: str, targets: tuple[Target, ...], *, since: str | None, keepalive_s: float,
+    cluster: bool = False,
 ) -> AsyncIterator[str]:
-    """The body of an SSE response: `subscribed`, then one `data:` line per message, comments as keepalive."""
+    """The body of an SSE response: `subscribed` and the replay after `since`, then the live messages,
+    comments as keepalive. A `since` that cannot be resumed from is an `error` event, then the live stream
+    (a browser's EventSource would only reconnect with the same Last-Event-ID)."""
+    hub = streams.hub
     sub = hub.connect(tenant, "sse", cluster=cluster)
     try:
-        hub.subscribe(sub, targets)
-        yield _sse_event(encode({"type": "subscribed", **target_fields(targets)}))
+        refused = await subscribe(streams, sub, targets, since)
+        if refused is not None:
+            yield _sse_event(encode(refused))
+            if await subscribe(streams, sub, targets, None) is not None:
+                return
         buffer = sub.buffer
         while True:
             try:

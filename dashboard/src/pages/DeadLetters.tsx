@@ -36,13 +36,14 @@ export function DeadLetters() {
   const list = useResource(async () => {
     const page = await api<Page<Job>>("/dlq", { query: { ...filterOf(applied), limit: 200 } });
     setPages([]);
-    setSelected(new Set());
-    return { ...page, filters: applied };
+    // A reload (after a bulk action, a live update) keeps what the user ticked, minus the jobs gone
+    // from the list; a new filter clears it where it is applied, not when its answer lands.
+    const listed = new Set(page.items.map((j) => j.jobId));
+    setSelected((ticked) => new Set([...ticked].filter((id) => listed.has(id))));
+    return page;
   }, [applied]);
-  // Rows of an earlier filter are not shown (nor selectable) once another filter is applied.
-  const current = list.data?.filters === applied ? list.data : undefined;
-  const items = [...(current?.items ?? []), ...pages];
-  const cursor = pages.length ? null : current?.nextCursor;
+  const items = [...(list.data?.items ?? []), ...pages];
+  const cursor = pages.length ? null : list.data?.nextCursor;
 
   const more = async () => {
     const page = await api<Page<Job>>("/dlq", { query: { ...filterOf(applied), limit: 200, cursor } });
@@ -92,7 +93,7 @@ export function DeadLetters() {
   return (
     <div class="page">
       <h1>Dead letters</h1>
-      <form class="filters" role="search" aria-label="Dead-letter filters" onSubmit={(e) => { e.preventDefault(); setApplied(filters); }}>
+      <form class="filters" role="search" aria-label="Dead-letter filters" onSubmit={(e) => { e.preventDefault(); setSelected(new Set()); setApplied(filters); }}>
         {input("queue", "Queue")}
         {input("jobType", "Job type")}
         {input("errorType", "Error type")}

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 SETTLE = timedelta(seconds=10)
 # How far back a baseline catches up on minutes it has not taken in (after a restart, at first start).
 LOOKBACK = timedelta(minutes=30)
+# dead_letter alerts resolved per tick at most (their jobs were retried or deleted from the DLQ).
+DEAD_LETTER_BATCH = 500
 
 
 class Detector:
@@ -76,6 +78,10 @@ class Detector:
                     alert = _resolved(opened[key], now, {"reason": "rule deleted"}, opened[key].webhook_url, [])
                     if await store.resolve_alert(conn, alert):
                         changed.append(alert)
+            for alert in await store.cleared_dead_letters(conn, DEAD_LETTER_BATCH):
+                done = _resolved(alert, now, {"reason": "the job left the dead-letter queue"}, None, [])
+                if await store.resolve_alert(conn, done):
+                    changed.append(done)
             await store.save_conditions(conn, [c for k, c in states.items() if k not in gone], gone)
             messages = [alert_message(a) for a in changed]
             ids = await store.add_to_outbox(conn, messages)

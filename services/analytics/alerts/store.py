@@ -67,6 +67,18 @@ _ALERT_COLUMNS = (
     " details, webhook_url, tenants"
 )
 OPEN_ALERTS = f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE status = 'open' AND condition_key IS NOT NULL"
+# dead_letter alerts whose job left the DLQ: retried (no longer failed at that attempt) or deleted.
+CLEARED_DEAD_LETTERS = f"""
+SELECT {_ALERT_COLUMNS} FROM alerts a
+WHERE a.kind = 'dead_letter' AND a.status = 'open'
+  AND NOT EXISTS (
+      SELECT 1 FROM jobs j
+      WHERE j.id = (a.details->>'jobId')::uuid AND j.status = 'failed'
+        AND j.attempts = (a.details->>'attempts')::int
+  )
+ORDER BY a.opened_at
+LIMIT $1
+"""
 INSERT_ALERT = f"""
 INSERT INTO alerts ({_ALERT_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
@@ -159,6 +171,11 @@ async def save_conditions(conn: asyncpg.Connection, states: Sequence[Condition],
 async def open_alerts(conn: asyncpg.Connection) -> dict[str, Alert]:
     """The open anomaly and rule alerts, by condition key."""
     return {r["condition_key"]: _alert(r) for r in await conn.fetch(OPEN_ALERTS)}
+
+
+async def cleared_dead_letters(conn: asyncpg.Connection, limit: int) -> list[Alert]:
+    """Open dead_letter alerts (oldest first, at most `limit`) whose job is no longer in the DLQ."""
+    return [_alert(r) for r in await conn.fetch(CLEARED_DEAD_LETTERS, limit)]
 
 
 async def insert_alert(conn: asyncpg.Connection, a: Alert) -> bool:

@@ -13,11 +13,13 @@ from pathlib import Path, PurePosixPath
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from shared.settings import ApiSettings
 
+API_PREFIX = "/api"
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 CONFIG_PATH = "config.json"
@@ -52,6 +54,21 @@ class DashboardFiles(StaticFiles):
         return response
 
 
+class DashboardMount(Mount):
+    """The mount at `/`, blind to the API's paths.
+
+    A mount at `/` matches every path in full, and a full match wins over an API route that
+    matched the path but not the method: the API would answer 404 where it owes a 405.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """No match under the API prefix; elsewhere the usual mount match."""
+        path = scope.get("path", "")
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
 def dashboard_config(settings: ApiSettings) -> dict[str, object]:
     """What the page needs besides the API: the notifier's public URL, or its port on the page's host."""
     return {"notifierUrl": settings.notifier_public_url or None, "notifierPort": settings.notifier_port}
@@ -61,4 +78,5 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
     """Serve the built dashboard at `/` when it exists (mount it after every API route)."""
     directory = Path(settings.dashboard_dir)
     if (directory / "index.html").is_file():
-        app.mount("/", DashboardFiles(directory=directory, config=dashboard_config(settings)), name="dashboard")
+        files = DashboardFiles(directory=directory, config=dashboard_config(settings))
+        app.router.routes.append(DashboardMount("/", app=files, name="dashboard"))

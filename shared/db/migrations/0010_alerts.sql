@@ -53,6 +53,8 @@ CREATE TABLE alerts (
 );
 -- One condition has at most one open alert.
 CREATE UNIQUE INDEX alerts_one_open ON alerts (condition_key) WHERE status = 'open';
+-- The detector resolves a dead_letter alert once its job left the DLQ (retried or deleted).
+CREATE INDEX alerts_open_dead_letters ON alerts (opened_at) WHERE kind = 'dead_letter' AND status = 'open';
 CREATE INDEX alerts_listing ON alerts (opened_at DESC, alert_id DESC);
 CREATE INDEX alerts_of_tenant ON alerts (tenant, opened_at DESC, alert_id DESC);
 

@@ -24,6 +24,7 @@ from shared.kafka.producer import EventProducer
 from shared.settings import AnalyticsSettings
 from tests.fixtures.polling import eventually, poll_until
 from tests.fixtures.resources import SettingsFactory
+from tests.integration.scheduler.support import insert_job
 
 
 def _outcome(kind: EventType, queue: str) -> Envelope:
@@ -69,8 +70,9 @@ async def test_failure_spike_is_alerted_within_a_minute_and_dead_letters_are_sto
     analytics: AnalyticsService, producer: EventProducer, db_pool: asyncpg.Pool,
 ) -> None:
     async with AlertTap(analytics._settings) as tap:
-        # The scheduler's dead_letter alert, as it publishes it.
-        failed = Envelope(type=EventType.FAILED, job_id=uuid.uuid4(), queue="mail", job_type="send", attempt=3,
+        # The scheduler's dead_letter alert, as it publishes it, for a job in the DLQ.
+        in_dlq = await insert_job(db_pool, status="failed", queue="mail", job_type="send", tenant="acme", attempts=3)
+        failed = Envelope(type=EventType.FAILED, job_id=in_dlq, queue="mail", job_type="send", attempt=3,
                           occurred_at=datetime.now(UTC), data={"error": {"type": "Boom"}, "reason": "exhausted"},
                           tenant="acme")
         await producer.publish([alert_message(failed)])
@@ -99,3 +101,15 @@ async def test_failure_spike_is_alerted_within_a_minute_and_dead_letters_are_sto
         await producer.publish([alert_message(failed)])
         await asyncio.sleep(1.5)
         assert await db_pool.fetchval("SELECT count(*) FROM alerts") == 2
+        assert (await db_pool.fetchrow("SELECT status FROM alerts WHERE kind = 'dead_letter'"))["status"] == "open"
+
+        # Retried out of the DLQ: its alert resolves, and says so on `alerts`.
+        await db_pool.execute("UPDATE jobs SET status = 'queued' WHERE id = $1", in_dlq)
+        done = await poll_until(
+            lambda: db_pool.fetchrow("SELECT * FROM alerts WHERE kind = 'dead_letter' AND status = 'resolved'"),
+            timeout_s=30, every_s=0.2)
+        assert done["alert_id"] == dead["alert_id"] and done["resolved_at"] is not None
+        resolved = await eventually(
+            lambda: [a for a in tap.alerts if a.get("kind") == "dead_letter" and a.get("status") == "resolved"],
+            timeout_s=20)
+        assert resolved[0]["alertId"] == str(dead["alert_id"])

@@ -135,6 +135,9 @@ async def test_dashboard_is_served_beside_the_api(api_factory: Any, tmp_path: Pa
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert (await api.client.get("/api/v1/jobs")).status_code == 200
+    # An API path with another method is still the API's 405, not the dashboard's 404.
+    wrong_method = await api.client.get("/api/v1/dlq/retry")
+    assert wrong_method.status_code == 405 and wrong_method.headers["content-type"] == "application/problem+json"
 
 
 async def test_dashboard_deep_links_cache_headers_and_config(api_factory: Any, tmp_path: Path) -> None:

@@ -16,8 +16,10 @@ from tests.fixtures.resources import SettingsFactory
 NotifierFactory = Callable[..., contextlib.AbstractAsyncContextManager[NotifierService]]
 
 # A long close timeout; the drain and request timeouts these tests always had (the shared ones are shorter).
+# queue_stats off: tests that count messages would see them every second (test_queue_stats turns them on).
 NOTIFIER_TEST_DEFAULTS: dict[str, Any] = {
     "ws_close_timeout_s": 20, "drain_timeout_s": 30.0, "kafka_request_timeout_ms": 5000,
+    "queue_stats_enabled": False,
 }
 
 

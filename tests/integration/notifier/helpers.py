@@ -70,3 +70,26 @@ def job_event(kind: EventType, job: uuid.UUID, queue: str = "emails", tenant: st
               **data: Any) -> Envelope:
     """An envelope as the services publish them."""
     return Envelope(type=kind, job_id=job, queue=queue, job_type="send", attempt=attempt, data=data, tenant=tenant)
+
+
+async def sse_events(response: Any) -> AsyncIterator[tuple[str | None, str | None, dict[str, Any]]]:
+    """`(id, event, data)` of each event of an SSE response (an httpx streaming response); comments skipped."""
+    event_id: str | None = None
+    kind: str | None = None
+    async for line in response.aiter_lines():
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            yield event_id, kind, dict(orjson.loads(line[6:]))
+            event_id = kind = None
+
+
+def mixed_events(queue: str, count: int, tenant: str = "default") -> list[Envelope]:
+    """Events of several jobs and every non-progress type, so they travel on several topics and partitions."""
+    kinds = (EventType.SUBMITTED, EventType.DISPATCHED, EventType.STARTED, EventType.COMPLETED,
+             EventType.RETRY, EventType.FAILED, EventType.CANCELLED)
+    jobs = [uuid.uuid4() for _ in range(max(1, count // 4))]
+    return [job_event(kinds[i % len(kinds)], jobs[i % len(jobs)], queue=queue, tenant=tenant, n=i)
+            for i in range(count)]

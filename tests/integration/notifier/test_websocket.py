@@ -57,8 +57,10 @@ async def test_subscriptions_by_job_queue_and_all(notifier: NotifierService, pro
 
         # Alerts go to `all` subscribers only.
         await _publish_raw(notifier, "alerts", b'{"rule": "failure_rate", "queue": "emails", "value": 0.9}')
-        assert await recv(everything) == {
-            "type": "alert", "alert": {"rule": "failure_rate", "queue": "emails", "value": 0.9}}
+        alert = await recv(everything)
+        # An alert without its own eventId gets one derived from its record (the same on every replica).
+        assert alert == {"type": "alert", "eventId": str(uuid.UUID(alert["eventId"])),
+                         "alert": {"rule": "failure_rate", "queue": "emails", "value": 0.9}}
         for ws in (by_job, by_queue, everything):
             await assert_quiet(ws, 0.5)
 
@@ -80,14 +82,20 @@ async def test_unsubscribe_stops_delivery(notifier: NotifierService, producer: E
 
 
 async def test_ping_and_junk_never_break_the_connection(notifier: NotifierService, producer: EventProducer) -> None:
-    async with client(notifier) as ws:
+    async with client(notifier) as ws, client(notifier) as witness:
         assert await request(ws, {"type": "ping"}) == {"type": "pong"}
+        await request(witness, {"type": "subscribe", "queue": "emails"})
         for junk in ("not json", "[1, 2]", '{"type": "explode"}', '{"type": "subscribe"}',
                      '{"type": "subscribe", "jobId": "nope"}', '{"type": "subscribe", "queue": "NO SPACES"}',
-                     '{"no": "type"}'):
+                     '{"type": "subscribe", "batchId": 7}', '{"type": "subscribe", "all": "yes"}',
+                     '{"type": "subscribe", "all": true, "since": "not-an-id"}', '{"no": "type"}'):
             await ws.send(junk)
             reply = await recv(ws)
             assert reply["type"] == "error" and reply["message"], junk
+            # ... and the others are undisturbed: a witness on the same replica still gets every event.
+            seen = job_event(EventType.STARTED, uuid.uuid4())
+            await producer.publish_events([seen])
+            assert (await recv(witness))["eventId"] == str(seen.event_id)
         await ws.send(b"\xff\xfe binary junk")
         assert (await recv(ws))["type"] == "error"
 

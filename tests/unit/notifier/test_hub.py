@@ -19,6 +19,10 @@ def event(job: str, queue: str, tenant: str = "default", kind: EventType = Event
     return job_delivery(Envelope(type=kind, job_id=uuid.UUID(job), queue=queue, job_type="t", tenant=tenant))
 
 
+def alert(**doc: object) -> Delivery:
+    return alert_delivery(doc, event_id=str(uuid.uuid4()), occurred_at=0.0)
+
+
 def drain(sub: Subscriber) -> list[dict[str, object]]:
     return [orjson.loads(t) for t in sub.buffer.take(1000)]
 
@@ -31,7 +35,7 @@ def test_routing_by_job_queue_and_all() -> None:
     hub.subscribe(everything, [ALL])
     hub.deliver(event(J1, "q2"))
     hub.deliver(event(J2, "q1"))
-    hub.deliver(alert_delivery({"rule": "x"}))
+    hub.deliver(alert(rule="x"))
     assert [m["jobId"] for m in drain(by_job)] == [J1]
     assert [m["jobId"] for m in drain(by_queue)] == [J2]
     assert [m.get("jobId", m["type"]) for m in drain(everything)] == [J1, J2, "alert"]
@@ -53,8 +57,8 @@ def test_tenants_are_isolated() -> None:
         hub.subscribe(sub, [ALL, Target(TargetKind.JOB, J1), Target(TargetKind.QUEUE, "q")])
     hub.deliver(event(J1, "q", tenant="other"))
     assert drain(mine) == [] and len(drain(theirs)) == 1
-    hub.deliver(alert_delivery({"tenant": "default"}))
-    hub.deliver(alert_delivery({"rule": "global"}))
+    hub.deliver(alert(tenant="default"))
+    hub.deliver(alert(rule="global"))
     assert len(drain(mine)) == 2 and len(drain(theirs)) == 1
 
 

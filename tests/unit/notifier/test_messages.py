@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from services.notifier.messages import alert_delivery, job_delivery
+from services.notifier.messages import alert_delivery, alert_event_id, job_delivery
 from shared.events import Envelope, EventType
 
 # Stated from DESIGN, not copied from messages.JOB_MESSAGE: the message type of §7 and the job's
@@ -40,9 +40,20 @@ def test_job_message_shape(kind: EventType) -> None:
     assert (d.coalesce_key is not None) == (kind is EventType.PROGRESS)
 
 
-def test_alerts_pass_through() -> None:
-    d = alert_delivery({"rule": "failure_rate", "queue": "emails", "value": 0.5})
-    assert orjson.loads(d.text) == {"type": "alert", "alert": {"rule": "failure_rate", "queue": "emails", "value": 0.5}}
-    assert d.tenant is None and d.job_id is None and d.queue is None
-    assert alert_delivery({"tenant": "acme"}).tenant == "acme"
-    assert orjson.loads(alert_delivery([1, 2]).text) == {"type": "alert", "alert": [1, 2]}
+def test_alerts_pass_through_with_an_event_id() -> None:
+    d = alert_delivery({"rule": "failure_rate", "queue": "emails", "value": 0.5}, event_id="e1", occurred_at=1.0)
+    assert orjson.loads(d.text) == {
+        "type": "alert", "eventId": "e1", "alert": {"rule": "failure_rate", "queue": "emails", "value": 0.5}}
+    assert d.tenant is None and d.job_id is None and d.queue is None and d.event_id == "e1"
+    assert alert_delivery({"tenant": "acme"}, event_id="e2", occurred_at=0).tenant == "acme"
+    assert orjson.loads(alert_delivery([1, 2], event_id="e3", occurred_at=0).text) == {
+        "type": "alert", "eventId": "e3", "alert": [1, 2]}
+
+
+def test_alert_event_ids_are_their_own_else_derived_the_same_everywhere() -> None:
+    assert alert_event_id({"eventId": "mine", "alertId": "a"}, "t:0:1") == "mine"
+    opened = alert_event_id({"alertId": "a", "status": "open"}, "t:0:1")
+    assert opened == alert_event_id({"alertId": "a", "status": "open"}, "t:3:9")  # a redelivery: the same
+    assert opened != alert_event_id({"alertId": "a", "status": "resolved"}, "t:0:1")
+    assert alert_event_id({"rule": "x"}, "t:0:1") == alert_event_id({"rule": "x"}, "t:0:1") != alert_event_id(
+        {"rule": "x"}, "t:0:2")
