@@ -9,6 +9,8 @@ export type LiveState = "connecting" | "live" | "offline";
 type Listener = (batch: LiveMessage[]) => void;
 
 const MAX_BACKOFF_MS = 10_000;
+/** The message a page gets when the stream could not catch up: what it shows may be stale, read it again. */
+export const RESYNC = "resync";
 const SEEN_LIMIT = 5_000;
 
 interface Config {
@@ -106,6 +108,13 @@ export class LiveStream {
     }
     // Live only once the notifier confirmed the subscription: events before that would be missed.
     if (message.type === "subscribed") this.setState("live");
+    if (message.type === "error" && (message.code === "unknown_since" || message.code === "since_too_old")) {
+      // The notifier cannot replay from our last event: take the stream from now, and have the pages
+      // read their state again (RESYNC) instead of showing rows that missed updates.
+      this.lastEventId = null;
+      this.socket?.send(JSON.stringify({ type: "subscribe", all: true }));
+      message = { type: RESYNC };
+    }
     const id = message.eventId;
     if (typeof id === "string") {
       if (this.seen.has(id)) return;

@@ -4,6 +4,7 @@ import { ErrorNote, Json, Status } from "../components/bits";
 import { api } from "../lib/api";
 import { between, when } from "../lib/format";
 import { useLive, useResource } from "../lib/hooks";
+import { RESYNC } from "../lib/live";
 import type { Envelope, Job } from "../lib/types";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
@@ -34,7 +35,7 @@ export function JobDrawer({ id, onClose }: { id: string; onClose: () => void }) 
   const pendingReload = useRef<number | undefined>(undefined);
   useEffect(() => () => window.clearTimeout(pendingReload.current), []);
   useLive((batch) => {
-    if (pendingReload.current === undefined && batch.some((m) => m.jobId === id)) {
+    if (pendingReload.current === undefined && batch.some((m) => m.jobId === id || m.type === RESYNC)) {
       pendingReload.current = window.setTimeout(() => {
         pendingReload.current = undefined;
         job.reload();

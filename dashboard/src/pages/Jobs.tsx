@@ -6,6 +6,7 @@ import { VirtualList } from "../components/VirtualList";
 import { api } from "../lib/api";
 import { ago, isoOfLocal, shortId } from "../lib/format";
 import { useLive, useTick } from "../lib/hooks";
+import { RESYNC } from "../lib/live";
 import { STATUSES, type Job, type JobStatus, type LiveMessage, type Page } from "../lib/types";
 import { JobDrawer } from "./JobDrawer";
 
@@ -100,6 +101,10 @@ export function Jobs({ id }: { id?: string }) {
   }, [applied]);
 
   useLive((batch) => {
+    if (batch.some((m) => m.type === RESYNC)) {
+      load(null);
+      return;
+    }
     const updates = new Map<string, LiveMessage>();
     for (const m of batch) if (m.jobId && m.status) updates.set(m.jobId, m);
     if (!updates.size) return;
