@@ -1,4 +1,4 @@
-"""Append events to the audit log and add the new ones to every aggregate, in one statement per batch."""
+"""Append events to the audit log and add the new ones to every aggregate, in one transaction per batch."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import asyncpg
 
 from services.analytics import sql
 from services.analytics.facts import facts_of
+from services.analytics.tally import Tally
 from shared.events import Envelope
 from shared.logs import job_fields
 
@@ -38,9 +39,8 @@ class RecordResult:
         self.rejected += other.rejected
 
 
-def _columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
-    # In the parameter order of sql.RECORD_EVENTS.
-    facts = [facts_of(e) for e in envelopes]
+def _audit_columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
+    # In the parameter order of sql.INSERT_EVENTS.
     return [
         [e.event_id for e in envelopes],
         [e.job_id for e in envelopes],
@@ -51,13 +51,6 @@ def _columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
         [e.attempt for e in envelopes],
         [e.occurred_at for e in envelopes],
         [e.to_wire() for e in envelopes],
-        [f.duration_ms for f in facts],
-        [f.duration_slot for f in facts],
-        [f.wait_ms for f in facts],
-        [f.wait_slot for f in facts],
-        [f.attempt_slot for f in facts],
-        [f.error_type for f in facts],
-        [f.worker_id for f in facts],
     ]
 
 
@@ -84,8 +77,22 @@ class EventRecorder:
         return result
 
     async def _insert(self, envelopes: Sequence[Envelope]) -> RecordResult:
-        inserted = await sql.record_events(self._pool, _columns(envelopes), timeout_s=self._timeout)
-        return RecordResult(inserted=inserted, duplicates=len(envelopes) - sum(inserted.values()))
+        # One transaction: a crash leaves the whole batch (audit rows and counts) or none of it.
+        # The insert's RETURNING decides what is new; only that is counted, and counted here in
+        # Python, so Postgres only appends and adds (see docs/adr/0007).
+        timeout = self._timeout
+        async with self._pool.acquire() as conn, conn.transaction():
+            new_ids = await sql.insert_events(conn, _audit_columns(envelopes), timeout_s=timeout)
+            fresh = [e for e in envelopes if e.event_id in new_ids]
+            tally = Tally().add_all((e, facts_of(e)) for e in fresh)
+            for table, rows in zip(sql.STATS_TABLES, (tally.minutes, tally.hours, tally.days), strict=True):
+                await sql.add_stats(conn, table, tally.stats_columns(rows), timeout_s=timeout)
+            await sql.add_workers(conn, tally.worker_columns(), timeout_s=timeout)
+            await sql.add_queue_minutes(conn, tally.queue_minute_columns(), timeout_s=timeout)
+        inserted: dict[str, int] = {}
+        for e in fresh:
+            inserted[e.type.value] = inserted.get(e.type.value, 0) + 1
+        return RecordResult(inserted=inserted, duplicates=len(envelopes) - len(fresh))
 
     async def _insert_one(self, envelope: Envelope) -> RecordResult:
         try:
