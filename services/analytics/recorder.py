@@ -85,7 +85,7 @@ class EventRecorder:
             new_ids = await sql.insert_events(conn, _audit_columns(envelopes), timeout_s=timeout)
             fresh = [e for e in envelopes if e.event_id in new_ids]
             tally = Tally().add_all((e, facts_of(e)) for e in fresh)
-            for table, rows in zip(sql.STATS_TABLES, (tally.minutes, tally.hours, tally.days), strict=True):
+            for table, rows in zip(sql.STATS_TABLES, (tally.minutes, *tally.rolled_up()), strict=True):
                 await sql.add_stats(conn, table, tally.stats_columns(rows), timeout_s=timeout)
             await sql.add_workers(conn, tally.worker_columns(), timeout_s=timeout)
             await sql.add_queue_minutes(conn, tally.queue_minute_columns(), timeout_s=timeout)

@@ -1,8 +1,8 @@
 """The aggregate rows a batch of new events adds up to, as the column arrays the upserts take.
 
 Computed in Python (one pass over the events, no Postgres CPU): each counted event adds to its
-minute, hour and day row of `stats_*`, a finished attempt with a worker to that worker's minute,
-and every event to the older `queue_minute_stats`. Rows come out sorted by key, histograms as
+minute row of `stats_*` (the hour and day rows are the sums of those), a finished attempt with a
+worker to that worker's minute, and every event to the older `queue_minute_stats`. Rows come out sorted by key, histograms as
 dense `bigint[]` literals up to their highest slot used (exactly what the stored arrays hold).
 """
 
@@ -27,6 +27,8 @@ SUMMED = 10
 DURATION_HIST, WAIT_HIST = 0, 1
 BY_ATTEMPT = {EventType.COMPLETED: 2, EventType.RETRY: 3, EventType.FAILED: 4}
 ARRAYS = 5
+# worker_stats_minute's counters: completed, failed, retried (then busy_ms).
+WORKER_COLUMN = {EventType.COMPLETED: 0, EventType.FAILED: 1, EventType.RETRY: 2}
 
 StatsKey = tuple[str, str, str, datetime]  # tenant, queue, job type, bucket
 
@@ -64,8 +66,6 @@ class Tally:
 
     def __init__(self) -> None:
         self.minutes: dict[StatsKey, StatsRow] = {}
-        self.hours: dict[StatsKey, StatsRow] = {}
-        self.days: dict[StatsKey, StatsRow] = {}
         self.workers: dict[tuple[str, datetime], list[int]] = {}  # completed, failed, retried, busy_ms
         self.queue_minutes: dict[tuple[str, datetime, str], list[int]] = {}  # count, completed ms
 
@@ -88,18 +88,26 @@ class Tally:
             return  # dispatched and progress events add nothing to a stats row
         if facts.worker_id is not None:
             worker = self.workers.setdefault((facts.worker_id, minute), [0, 0, 0, 0])
-            worker[(EventType.COMPLETED, EventType.FAILED, EventType.RETRY).index(kind)] += 1
+            worker[WORKER_COLUMN[kind]] += 1
             worker[3] += facts.duration_ms or 0
-        hour = minute.replace(minute=0)
-        group = (envelope.tenant, envelope.queue, envelope.job_type)
-        for table, bucket in ((self.minutes, minute), (self.hours, hour), (self.days, hour.replace(hour=0))):
-            row = table.get((*group, bucket))
-            if row is None:
-                row = table[(*group, bucket)] = StatsRow()
-            _add_to_row(row, kind, count_column, facts)
+        key = (envelope.tenant, envelope.queue, envelope.job_type, minute)
+        row = self.minutes.get(key)
+        if row is None:
+            row = self.minutes[key] = StatsRow()
+        _add_to_row(row, kind, count_column, facts)
+
+    def rolled_up(self) -> tuple[dict[StatsKey, StatsRow], dict[StatsKey, StatsRow]]:
+        """The hour and day rows: the minute rows summed (each event counted once per resolution)."""
+        hours: dict[StatsKey, StatsRow] = {}
+        days: dict[StatsKey, StatsRow] = {}
+        for (tenant, queue, job_type, minute), row in self.minutes.items():
+            hour = minute.replace(minute=0)
+            _merge(hours.setdefault((tenant, queue, job_type, hour), StatsRow()), row)
+            _merge(days.setdefault((tenant, queue, job_type, hour.replace(hour=0)), StatsRow()), row)
+        return hours, days
 
     def stats_columns(self, table: dict[StatsKey, StatsRow]) -> list[list[Any]]:
-        """One of minutes/hours/days as sql.upsert_stats' columns, rows in key order."""
+        """Stats rows (minutes, or one of rolled_up()) as sql.add_stats' columns, rows in key order."""
         keys = sorted(table)
         rows = [table[k] for k in keys]
         return [
@@ -110,14 +118,23 @@ class Tally:
         ]
 
     def worker_columns(self) -> list[Sequence[Any]]:
-        """worker_stats_minute's additions as sql.upsert_workers' columns, rows in key order."""
+        """worker_stats_minute's additions as sql.add_workers' columns, rows in key order."""
         keys = sorted(self.workers)
         return [[k[0] for k in keys], [k[1] for k in keys], *([self.workers[k][i] for k in keys] for i in range(4))]
 
     def queue_minute_columns(self) -> list[Sequence[Any]]:
-        """queue_minute_stats' additions as sql.upsert_queue_minutes' columns, rows in key order."""
+        """queue_minute_stats' additions as sql.add_queue_minutes' columns, rows in key order."""
         keys = sorted(self.queue_minutes)
         return [*([k[i] for k in keys] for i in range(3)), *([self.queue_minutes[k][i] for k in keys] for i in range(2))]
+
+
+def _merge(into: StatsRow, row: StatsRow) -> None:
+    into.sums = [a + b for a, b in zip(into.sums, row.sums, strict=True)]
+    for counts, more in zip(into.arrays, row.arrays, strict=True):
+        for slot, n in more.items():
+            counts[slot] = counts.get(slot, 0) + n
+    for error, n in row.errors.items():
+        into.errors[error] = into.errors.get(error, 0) + n
 
 
 def _add_to_row(row: StatsRow, kind: EventType, count_column: int, facts: Facts) -> None:
