@@ -98,7 +98,9 @@ async def insert_events(conn: asyncpg.Connection, columns: Sequence[Sequence[Any
     return {row["event_id"] for row in rows}
 
 
-async def add_stats(conn: asyncpg.Connection, table: str, columns: Sequence[Sequence[Any]], *, timeout_s: float) -> None:
+async def add_stats(
+    conn: asyncpg.Connection, table: str, columns: Sequence[Sequence[Any]], *, timeout_s: float
+) -> None:
     """Add rows given column-wise (key, STATS_SUMMED, STATS_ARRAYS as literals, errors) into `table`."""
     if columns[0]:
         await conn.execute(UPSERT_STATS[table], *columns, timeout=timeout_s)

@@ -2,8 +2,9 @@
 
 Computed in Python (one pass over the events, no Postgres CPU): each counted event adds to its
 minute row of `stats_*` (the hour and day rows are the sums of those), a finished attempt with a
-worker to that worker's minute, and every event to the older `queue_minute_stats`. Rows come out sorted by key, histograms as
-dense `bigint[]` literals up to their highest slot used (exactly what the stored arrays hold).
+worker to that worker's minute, and every event to the older `queue_minute_stats`. Rows come out
+sorted by key, histograms as dense `bigint[]` literals up to their highest slot used (exactly
+what the stored arrays hold).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ class Tally:
     def queue_minute_columns(self) -> list[Sequence[Any]]:
         """queue_minute_stats' additions as sql.add_queue_minutes' columns, rows in key order."""
         keys = sorted(self.queue_minutes)
-        return [*([k[i] for k in keys] for i in range(3)), *([self.queue_minutes[k][i] for k in keys] for i in range(2))]
+        values = [self.queue_minutes[k] for k in keys]
+        return [*([k[i] for k in keys] for i in range(3)), *([v[i] for v in values] for i in range(2))]
 
 
 def _merge(into: StatsRow, row: StatsRow) -> None:

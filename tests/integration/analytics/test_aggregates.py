@@ -162,15 +162,16 @@ async def backend_cpu_s(pool: asyncpg.Pool) -> float:
     """CPU seconds used so far by this test database's Postgres backends (read from /proc; 0 elsewhere)."""
     pids = await pool.fetch(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-    ticks = 0
-    for row in pids:
-        try:
-            with open(f"/proc/{row['pid']}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # not on this machine, or gone
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(_cpu_ticks(row["pid"]) for row in pids) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0  # not on this machine, or gone
+    return int(fields[11]) + int(fields[12])  # utime, stime
 
 
 async def test_recording_keeps_up_with_a_busy_worker(db_pool: asyncpg.Pool) -> None:
