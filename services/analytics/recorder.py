@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 
 from services.analytics import sql
-from services.analytics.facts import facts_of
 from services.analytics.tally import Tally
 from shared.events import Envelope
 from shared.logs import job_fields
@@ -83,8 +82,8 @@ class EventRecorder:
         timeout = self._timeout
         async with self._pool.acquire() as conn, conn.transaction():
             new_ids = await sql.insert_events(conn, _audit_columns(envelopes), timeout_s=timeout)
-            fresh = [e for e in envelopes if e.event_id in new_ids]
-            tally = Tally().add_all((e, facts_of(e)) for e in fresh)
+            fresh = envelopes if len(new_ids) == len(envelopes) else [e for e in envelopes if e.event_id in new_ids]
+            tally = Tally().add_all(fresh)
             for table, rows in zip(sql.STATS_TABLES, (tally.minutes, *tally.rolled_up()), strict=True):
                 await sql.add_stats(conn, table, tally.stats_columns(rows), timeout_s=timeout)
             await sql.add_workers(conn, tally.worker_columns(), timeout_s=timeout)

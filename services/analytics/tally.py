@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from services.analytics.facts import Facts
+from services.analytics.facts import Facts, facts_of
 from shared.events import Envelope, EventType
 
 # The summed columns of a stats row, in sql.STATS_SUMMED order (the first six are event counts).
@@ -57,11 +57,6 @@ def _dense(counts: dict[int, int]) -> str:
     return "{" + ",".join(map(str, dense)) + "}"
 
 
-def _utc(at: datetime) -> datetime:
-    # A naive time is UTC, as asyncpg stores it into a timestamptz.
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 class Tally:
     """The additions of a batch of new events to every aggregate table."""
 
@@ -70,25 +65,31 @@ class Tally:
         self.workers: dict[tuple[str, datetime], list[int]] = {}  # completed, failed, retried, busy_ms
         self.queue_minutes: dict[tuple[str, datetime, str], list[int]] = {}  # count, completed ms
 
-    def add_all(self, events: Iterable[tuple[Envelope, Facts]]) -> Tally:
-        """Add every (event, facts) pair; returns self."""
-        for envelope, facts in events:
-            self.add(envelope, facts)
+    def add_all(self, events: Iterable[Envelope]) -> Tally:
+        """Add every event; returns self."""
+        for envelope in events:
+            self.add(envelope)
         return self
 
-    def add(self, envelope: Envelope, facts: Facts) -> None:
+    def add(self, envelope: Envelope) -> None:
         """Count one new event once in each table it belongs to."""
         kind = envelope.type
-        minute = _utc(envelope.occurred_at).replace(second=0, microsecond=0)
-        by_queue = self.queue_minutes.setdefault((envelope.queue, minute, kind.value), [0, 0])
+        # The bucket of the stored occurred_at: asyncpg converts with astimezone too (a naive time is local).
+        minute = envelope.occurred_at.astimezone(UTC).replace(second=0, microsecond=0)
+        by_queue = self.queue_minutes.get((envelope.queue, minute, kind.value))
+        if by_queue is None:
+            by_queue = self.queue_minutes[(envelope.queue, minute, kind.value)] = [0, 0]
         by_queue[0] += 1
-        if kind is EventType.COMPLETED and facts.duration_ms is not None:
-            by_queue[1] += facts.duration_ms
         count_column = COUNT_COLUMN.get(kind)
         if count_column is None:
-            return  # dispatched and progress events add nothing to a stats row
+            return  # dispatched and progress events add nothing else
+        facts = facts_of(envelope)
+        if kind is EventType.COMPLETED and facts.duration_ms is not None:
+            by_queue[1] += facts.duration_ms
         if facts.worker_id is not None:
-            worker = self.workers.setdefault((facts.worker_id, minute), [0, 0, 0, 0])
+            worker = self.workers.get((facts.worker_id, minute))
+            if worker is None:
+                worker = self.workers[(facts.worker_id, minute)] = [0, 0, 0, 0]
             worker[WORKER_COLUMN[kind]] += 1
             worker[3] += facts.duration_ms or 0
         key = (envelope.tenant, envelope.queue, envelope.job_type, minute)

@@ -7,7 +7,7 @@ import os
 import random
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -95,6 +95,30 @@ async def test_each_new_event_lands_in_its_minute_hour_and_day(db_pool: asyncpg.
         "SELECT worker_id, bucket, completed, failed, retried, busy_ms FROM worker_stats_minute ORDER BY worker_id")
     assert [tuple(r) for r in workers] == [
         ("w1", MINUTE, 0, 0, 1, 500), ("w2", MINUTE + timedelta(minutes=1), 1, 0, 0, 1500)]
+    await assert_aggregates_match_the_audit_log(db_pool)
+
+
+async def test_an_event_stamped_in_another_time_zone_counts_in_its_utc_minute_hour_and_day(
+    db_pool: asyncpg.Pool,
+) -> None:
+    # 23:45 at +05:30 on May 2nd is 18:15 UTC: another hour, and another day than its local one.
+    india = timezone(timedelta(hours=5, minutes=30))
+    local = datetime(2024, 5, 2, 23, 45, 30, tzinfo=india)
+    job = uuid.uuid4()
+    await EventRecorder(db_pool).record([
+        event(E.COMPLETED, job, local, workerId="w1", durationMs=20),
+        event(E.SUBMITTED, job, local.astimezone(UTC) + timedelta(minutes=1), attempt=0),
+    ])
+    utc = datetime(2024, 5, 2, 18, 15, tzinfo=UTC)
+    assert set(await stored(db_pool, "stats_minute")) == {
+        ("acme", "emails", "send", utc), ("acme", "emails", "send", utc + timedelta(minutes=1))}
+    assert set(await stored(db_pool, "stats_hour")) == {("acme", "emails", "send", utc.replace(minute=0))}
+    assert set(await stored(db_pool, "stats_day")) == {("acme", "emails", "send", utc.replace(hour=0, minute=0))}
+    assert [tuple(r) for r in await db_pool.fetch("SELECT worker_id, bucket FROM worker_stats_minute")] == [
+        ("w1", utc)]
+    assert sorted(tuple(r) for r in await db_pool.fetch(
+        "SELECT minute, outcome, count, duration_ms_sum FROM queue_minute_stats")) == [
+        (utc, "completed", 1, 20), (utc + timedelta(minutes=1), "submitted", 1, 0)]
     await assert_aggregates_match_the_audit_log(db_pool)
 
 
