@@ -84,10 +84,10 @@ class EventRecorder:
             new_ids = await sql.insert_events(conn, _audit_columns(envelopes), timeout_s=timeout)
             fresh = envelopes if len(new_ids) == len(envelopes) else [e for e in envelopes if e.event_id in new_ids]
             tally = Tally().add_all(fresh)
-            for table, rows in zip(sql.STATS_TABLES, (tally.minutes, *tally.rolled_up()), strict=True):
-                await sql.add_stats(conn, table, tally.stats_columns(rows), timeout_s=timeout)
-            await sql.add_workers(conn, tally.worker_columns(), timeout_s=timeout)
-            await sql.add_queue_minutes(conn, tally.queue_minute_columns(), timeout_s=timeout)
+            if fresh:
+                stats = [tally.stats_columns(rows) for rows in (tally.minutes, *tally.rolled_up())]
+                await sql.add_aggregates(conn, stats, tally.worker_columns(), tally.queue_minute_columns(),
+                                         timeout_s=timeout)
         inserted: dict[str, int] = {}
         for e in fresh:
             inserted[e.type.value] = inserted.get(e.type.value, 0) + 1

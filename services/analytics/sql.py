@@ -29,12 +29,15 @@ _ADD_COUNTS = (
 )
 
 
-def _unnest(types: tuple[str, ...], names: tuple[str, ...]) -> str:
-    params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
+def _unnest(types: tuple[str, ...], names: tuple[str, ...], first: int = 1) -> str:
+    params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=first))
     return f"unnest({params}) AS t({', '.join(names)})"
 
 
-def _upsert_stats(table: str) -> str:
+STATS_PARAMS = len(STATS_KEY) + len(STATS_SUMMED) + len(STATS_ARRAYS) + 1
+
+
+def _upsert_stats(table: str, first: int) -> str:
     """Add rows given column-wise (key, sums, array literals, errors) into one stats_* table, in key order."""
     columns = (*STATS_KEY, *STATS_SUMMED, *STATS_ARRAYS, "errors")
     types = ("text", "text", "text", "timestamptz", *("bigint",) * len(STATS_SUMMED),
@@ -47,17 +50,18 @@ def _upsert_stats(table: str) -> str:
                 " ELSE conveyor_add_jsonb_counts(s.errors, EXCLUDED.errors) END")
     return (
         f"INSERT INTO {table} AS s ({', '.join(columns)})\n"
-        f"SELECT {', '.join(values)} FROM {_unnest(types, columns)}\n"
+        f"SELECT {', '.join(values)} FROM {_unnest(types, columns, first)}\n"
         f"ORDER BY {', '.join(STATS_KEY)}\n"
         "ON CONFLICT (tenant, queue, job_type, bucket) DO UPDATE SET\n    " + ",\n    ".join(sets)
     )
 
 
-# The recording transaction (services/analytics/recorder.py), statement by statement. The audit
+# The recording transaction (services/analytics/recorder.py): two statements. The audit
 # insert's RETURNING says which events are new: only those are added to the aggregates, so a
-# redelivered event is neither stored nor counted twice. Every statement writes its rows in
-# sorted key order, and the statements run in this fixed order, so two replicas recording
-# overlapping batches lock rows in one global order and cannot deadlock.
+# redelivered event is neither stored nor counted twice. Every insert writes its rows in sorted
+# key order, and both statements have a fixed shape (Postgres runs the upserts of ADD_AGGREGATES
+# in the same order each time), so two replicas recording overlapping batches lock rows in one
+# global order and cannot deadlock.
 INSERT_EVENTS = f"""
 INSERT INTO job_events (event_id, job_id, tenant, type, queue, job_type, attempt, occurred_at, envelope)
 SELECT * FROM {_unnest(("uuid", "uuid", "text", "text", "text", "text", "integer", "timestamptz", "jsonb"),
@@ -68,24 +72,30 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
 
-UPSERT_STATS = {table: _upsert_stats(table) for table in STATS_TABLES}
+_WORKERS_FIRST = 1 + len(STATS_TABLES) * STATS_PARAMS
+_QUEUE_MINUTES_FIRST = _WORKERS_FIRST + 6
 
-UPSERT_WORKERS = f"""
-INSERT INTO worker_stats_minute AS w (worker_id, bucket, completed, failed, retried, busy_ms)
-SELECT * FROM {_unnest(("text", "timestamptz", "bigint", "bigint", "bigint", "bigint"),
-                       ("worker_id", "bucket", "completed", "failed", "retried", "busy_ms"))}
-ORDER BY worker_id, bucket
-ON CONFLICT (worker_id, bucket) DO UPDATE
-    SET completed = w.completed + EXCLUDED.completed, failed = w.failed + EXCLUDED.failed,
-        retried = w.retried + EXCLUDED.retried, busy_ms = w.busy_ms + EXCLUDED.busy_ms
-"""
-
-# The older per-queue minute counters (the API's 429 Retry-After reads them): every event type,
-# duration_ms_sum over completed events only.
-UPSERT_QUEUE_MINUTES = f"""
+# Parameters: each stats table's columns (STATS_KEY, STATS_SUMMED, STATS_ARRAYS as bigint[]
+# literals, errors) in STATS_TABLES order, then worker_stats_minute's, then queue_minute_stats'.
+_STATS_CTES = ",\n".join(
+    f"{table}_added AS ({_upsert_stats(table, 1 + i * STATS_PARAMS)})" for i, table in enumerate(STATS_TABLES)
+)
+ADD_AGGREGATES = f"""
+WITH {_STATS_CTES},
+workers_added AS (
+    INSERT INTO worker_stats_minute AS w (worker_id, bucket, completed, failed, retried, busy_ms)
+    SELECT * FROM {_unnest(("text", "timestamptz", "bigint", "bigint", "bigint", "bigint"),
+                           ("worker_id", "bucket", "completed", "failed", "retried", "busy_ms"), _WORKERS_FIRST)}
+    ORDER BY worker_id, bucket
+    ON CONFLICT (worker_id, bucket) DO UPDATE
+        SET completed = w.completed + EXCLUDED.completed, failed = w.failed + EXCLUDED.failed,
+            retried = w.retried + EXCLUDED.retried, busy_ms = w.busy_ms + EXCLUDED.busy_ms
+)
+-- The older per-queue minute counters (the API's 429 Retry-After reads them): every event type,
+-- duration_ms_sum over completed events only.
 INSERT INTO queue_minute_stats AS s (queue, minute, outcome, count, duration_ms_sum)
 SELECT * FROM {_unnest(("text", "timestamptz", "text", "bigint", "bigint"),
-                       ("queue", "minute", "outcome", "count", "duration_ms_sum"))}
+                       ("queue", "minute", "outcome", "count", "duration_ms_sum"), _QUEUE_MINUTES_FIRST)}
 ORDER BY queue, minute, outcome
 ON CONFLICT (queue, minute, outcome) DO UPDATE
     SET count = s.count + EXCLUDED.count, duration_ms_sum = s.duration_ms_sum + EXCLUDED.duration_ms_sum
@@ -98,24 +108,17 @@ async def insert_events(conn: asyncpg.Connection, columns: Sequence[Sequence[Any
     return {row["event_id"] for row in rows}
 
 
-async def add_stats(
-    conn: asyncpg.Connection, table: str, columns: Sequence[Sequence[Any]], *, timeout_s: float
+async def add_aggregates(
+    conn: asyncpg.Connection,
+    stats: Sequence[Sequence[Sequence[Any]]],
+    workers: Sequence[Sequence[Any]],
+    queue_minutes: Sequence[Sequence[Any]],
+    *,
+    timeout_s: float,
 ) -> None:
-    """Add rows given column-wise (key, STATS_SUMMED, STATS_ARRAYS as literals, errors) into `table`."""
-    if columns[0]:
-        await conn.execute(UPSERT_STATS[table], *columns, timeout=timeout_s)
-
-
-async def add_workers(conn: asyncpg.Connection, columns: Sequence[Sequence[Any]], *, timeout_s: float) -> None:
-    """Add (worker_id, bucket, completed, failed, retried, busy_ms) rows into worker_stats_minute."""
-    if columns[0]:
-        await conn.execute(UPSERT_WORKERS, *columns, timeout=timeout_s)
-
-
-async def add_queue_minutes(conn: asyncpg.Connection, columns: Sequence[Sequence[Any]], *, timeout_s: float) -> None:
-    """Add (queue, minute, outcome, count, duration_ms_sum) rows into queue_minute_stats."""
-    if columns[0]:
-        await conn.execute(UPSERT_QUEUE_MINUTES, *columns, timeout=timeout_s)
+    """Add the rows given column-wise to each stats table (STATS_TABLES order), workers and queue minutes."""
+    await conn.execute(ADD_AGGREGATES, *(c for table in stats for c in table), *workers, *queue_minutes,
+                       timeout=timeout_s)
 
 
 # Retention: a table, its time column, and one short statement per batch of expired rows. The

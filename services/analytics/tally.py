@@ -109,7 +109,7 @@ class Tally:
         return hours, days
 
     def stats_columns(self, table: dict[StatsKey, StatsRow]) -> list[list[Any]]:
-        """Stats rows (minutes, or one of rolled_up()) as sql.add_stats' columns, rows in key order."""
+        """Stats rows (minutes, or one of rolled_up()) as one table's columns of sql.add_aggregates, sorted."""
         keys = sorted(table)
         rows = [table[k] for k in keys]
         return [
@@ -120,12 +120,12 @@ class Tally:
         ]
 
     def worker_columns(self) -> list[Sequence[Any]]:
-        """worker_stats_minute's additions as sql.add_workers' columns, rows in key order."""
+        """worker_stats_minute's additions as sql.add_aggregates' worker columns, rows in key order."""
         keys = sorted(self.workers)
         return [[k[0] for k in keys], [k[1] for k in keys], *([self.workers[k][i] for k in keys] for i in range(4))]
 
     def queue_minute_columns(self) -> list[Sequence[Any]]:
-        """queue_minute_stats' additions as sql.add_queue_minutes' columns, rows in key order."""
+        """queue_minute_stats' additions as sql.add_aggregates' queue minute columns, rows in key order."""
         keys = sorted(self.queue_minutes)
         values = [self.queue_minutes[k] for k in keys]
         return [*([k[i] for k in keys] for i in range(3)), *([v[i] for v in values] for i in range(2))]
