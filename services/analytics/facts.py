@@ -22,7 +22,7 @@ FINISHED = frozenset({EventType.COMPLETED, EventType.RETRY, EventType.FAILED})
 ERRORED = frozenset({EventType.RETRY, EventType.FAILED})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Facts:
     """One event's contribution; None where the event adds nothing to that figure."""
 

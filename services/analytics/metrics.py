@@ -32,7 +32,8 @@ class Lag:
     """How far recording is behind the stream: the age of the oldest record of the batch in hand.
 
     While a batch is being recorded the age keeps growing; between batches it holds the age the
-    last batch's oldest record had when that batch was committed to Postgres (0 before any).
+    last batch's oldest record had when that batch was committed to Postgres (0 before any), until
+    a fetch finds nothing new: then recording is caught up, and the lag is 0.
     """
 
     def __init__(self) -> None:
@@ -50,6 +51,11 @@ class Lag:
             self._last_s = max(0.0, time.time() - self._oldest_s)
         self._oldest_s = None
 
+    def idle(self) -> None:
+        """A fetch came back empty: nothing is waiting to be recorded."""
+        if self._oldest_s is None:
+            self._last_s = 0.0
+
     def seconds(self) -> float:
         """The gauge's value now."""
         if self._oldest_s is not None:
@@ -60,6 +66,7 @@ class Lag:
 LAG = Lag()
 LAG_SECONDS = Gauge(
     "conveyor_analytics_lag_seconds",
-    "Age of the oldest record of the batch being recorded (between batches: that age when the last one committed)",
+    "Age of the oldest record of the batch being recorded (between batches: that age when the last one"
+    " committed; 0 once a fetch finds nothing new)",
 )
 LAG_SECONDS.set_function(LAG.seconds)

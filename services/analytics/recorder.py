@@ -1,7 +1,8 @@
-"""Append events to the audit log and add the new ones to every aggregate, in one statement per batch."""
+"""Append events to the audit log and add the new ones to every aggregate, in one transaction per batch."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from services.analytics import sql
-from services.analytics.facts import facts_of
+from services.analytics.tally import Tally
 from shared.events import Envelope
 from shared.logs import job_fields
 
@@ -38,9 +39,8 @@ class RecordResult:
         self.rejected += other.rejected
 
 
-def _columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
-    # In the parameter order of sql.RECORD_EVENTS.
-    facts = [facts_of(e) for e in envelopes]
+def _audit_columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
+    # In the parameter order of sql.INSERT_EVENTS.
     return [
         [e.event_id for e in envelopes],
         [e.job_id for e in envelopes],
@@ -51,13 +51,6 @@ def _columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
         [e.attempt for e in envelopes],
         [e.occurred_at for e in envelopes],
         [e.to_wire() for e in envelopes],
-        [f.duration_ms for f in facts],
-        [f.duration_slot for f in facts],
-        [f.wait_ms for f in facts],
-        [f.wait_slot for f in facts],
-        [f.attempt_slot for f in facts],
-        [f.error_type for f in facts],
-        [f.worker_id for f in facts],
     ]
 
 
@@ -84,8 +77,29 @@ class EventRecorder:
         return result
 
     async def _insert(self, envelopes: Sequence[Envelope]) -> RecordResult:
-        inserted = await sql.record_events(self._pool, _columns(envelopes), timeout_s=self._timeout)
-        return RecordResult(inserted=inserted, duplicates=len(envelopes) - sum(inserted.values()))
+        # One transaction: a crash leaves the whole batch (audit rows and counts) or none of it.
+        # The insert's RETURNING decides what is new; only that is counted, and counted here in
+        # Python, so Postgres only appends and adds (see docs/adr/0007).
+        timeout = self._timeout
+        async with self._pool.acquire() as conn, conn.transaction():
+            insert = asyncio.ensure_future(sql.insert_events(conn, _audit_columns(envelopes), timeout_s=timeout))
+            try:
+                await asyncio.sleep(0)  # the insert goes out before the counting below
+                # Counted while Postgres inserts, as if every event were new (they nearly always are).
+                tally = Tally().add_all(envelopes)
+            finally:
+                new_ids = await insert
+            fresh = envelopes if len(new_ids) == len(envelopes) else [e for e in envelopes if e.event_id in new_ids]
+            if len(fresh) < len(envelopes):
+                tally = Tally().add_all(fresh)  # a redelivery: count only what was new
+            if fresh:
+                stats = [tally.stats_columns(rows) for rows in (tally.minutes, *tally.rolled_up())]
+                await sql.add_aggregates(conn, stats, tally.worker_columns(), tally.queue_minute_columns(),
+                                         timeout_s=timeout)
+        inserted: dict[str, int] = {}
+        for e in fresh:
+            inserted[e.type.value] = inserted.get(e.type.value, 0) + 1
+        return RecordResult(inserted=inserted, duplicates=len(envelopes) - len(fresh))
 
     async def _insert_one(self, envelope: Envelope) -> RecordResult:
         try:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 GROUP_ID = "analytics"
 READY_PING_S = 2.0
+MAX_RECORDS = 5000
 
 
 class AnalyticsService(BaseService):
@@ -59,6 +60,10 @@ class AnalyticsService(BaseService):
             handler=self._handle,
             client_id=f"analytics-{socket.gethostname()}-{os.getpid()}",
             auto_offset_reset="earliest",
+            # A backlog is recorded in larger transactions (a batch's cost grows slower than its
+            # size: its aggregate rows are per group and minute, not per event).
+            max_records=MAX_RECORDS,
+            on_idle=metrics.LAG.idle,
         )
         self.spawn("consumer", self._consumer.run(), drain=self._consumer.stop)
         self.spawn("retention", RetentionCleaner(self._pool, s, self.stopping).run(), drain=True)

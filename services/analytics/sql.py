@@ -11,165 +11,114 @@ import asyncpg
 PING = "SELECT 1"
 
 # The counters of a stats_* row, summed on conflict; the arrays are added element-wise and
-# `errors` key-wise (the 0009 helpers). An empty addition leaves the stored value alone.
-_SUMMED = (
+# `errors` key-wise. An empty addition leaves the stored value alone.
+STATS_SUMMED = (
     "submitted", "started", "completed", "failed", "retried", "cancelled",
     "duration_ms_sum", "duration_count", "wait_ms_sum", "wait_count",
 )
-_ARRAYS = ("duration_hist", "wait_hist", "completed_by_attempt", "retried_by_attempt", "failed_by_attempt")
-_STATS_COLUMNS = ("tenant", "queue", "job_type", "bucket", *_SUMMED, *_ARRAYS, "errors")
+STATS_ARRAYS = ("duration_hist", "wait_hist", "completed_by_attempt", "retried_by_attempt", "failed_by_attempt")
+STATS_KEY = ("tenant", "queue", "job_type", "bucket")
+STATS_TABLES = ("stats_minute", "stats_hour", "stats_day")
+
+# Element-wise sum of the stored array and the addition, the shorter one padded with zeros (as
+# conveyor_add_counts of 0009 does, written inline: a call of that SQL function per array and
+# row cost more than the rest of the row's upsert).
+_ADD_COUNTS = (
+    "ARRAY(SELECT coalesce(a, 0) + coalesce(b, 0)"
+    " FROM unnest(s.{c}, EXCLUDED.{c}) WITH ORDINALITY AS u(a, b, i) ORDER BY i)"
+)
 
 
-def _upsert_stats(table: str, resolution: str) -> str:
-    """The CTE body adding this batch's `stats` rows of one resolution into `table`."""
-    sets = [f"{c} = s.{c} + EXCLUDED.{c}" for c in _SUMMED]
-    sets += [
-        f"{c} = CASE WHEN EXCLUDED.{c} = '{{}}' THEN s.{c} ELSE conveyor_add_counts(s.{c}, EXCLUDED.{c}) END"
-        for c in _ARRAYS
-    ]
+def _unnest(types: tuple[str, ...], names: tuple[str, ...], first: int = 1) -> str:
+    params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=first))
+    return f"unnest({params}) AS t({', '.join(names)})"
+
+
+STATS_PARAMS = len(STATS_KEY) + len(STATS_SUMMED) + len(STATS_ARRAYS) + 1
+
+
+def _upsert_stats(table: str, first: int) -> str:
+    """Add rows given column-wise (key, sums, array literals, errors) into one stats_* table, in key order."""
+    columns = (*STATS_KEY, *STATS_SUMMED, *STATS_ARRAYS, "errors")
+    types = ("text", "text", "text", "timestamptz", *("bigint",) * len(STATS_SUMMED),
+             *("text",) * len(STATS_ARRAYS), "jsonb")
+    values = [*STATS_KEY, *STATS_SUMMED, *(f"{c}::bigint[]" for c in STATS_ARRAYS), "errors"]
+    sets = [f"{c} = s.{c} + EXCLUDED.{c}" for c in STATS_SUMMED]
+    sets += [f"{c} = CASE WHEN EXCLUDED.{c} = '{{}}' THEN s.{c} ELSE {_ADD_COUNTS.format(c=c)} END"
+             for c in STATS_ARRAYS]
     sets.append("errors = CASE WHEN EXCLUDED.errors = '{}' THEN s.errors"
                 " ELSE conveyor_add_jsonb_counts(s.errors, EXCLUDED.errors) END")
-    columns = ", ".join(_STATS_COLUMNS)
     return (
-        f"INSERT INTO {table} AS s ({columns})\n"
-        f"    SELECT {columns} FROM stats WHERE res = '{resolution}'\n"
-        "    ORDER BY tenant, queue, job_type, bucket\n"
-        "    ON CONFLICT (tenant, queue, job_type, bucket) DO UPDATE SET\n        "
-        + ",\n        ".join(sets)
+        f"INSERT INTO {table} AS s ({', '.join(columns)})\n"
+        f"SELECT {', '.join(values)} FROM {_unnest(types, columns, first)}\n"
+        f"ORDER BY {', '.join(STATS_KEY)}\n"
+        "ON CONFLICT (tenant, queue, job_type, bucket) DO UPDATE SET\n    " + ",\n    ".join(sets)
     )
 
 
-# One round trip per batch, one transaction. Everything downstream of the audit-log insert is
-# fed from its RETURNING rows, so an event that was already recorded (a redelivery) is neither
-# stored nor counted twice, and a crash leaves either all of a batch or none of it. Every
-# insert runs in sorted key order and the statement's shape is fixed, so concurrent batches
-# (two replicas during a rebalance) lock rows in one order and cannot deadlock.
-#
-# Per new event Python passes its histogram slots and attempt slot (services/analytics/facts.py);
-# here each event is counted once per resolution (minute, hour, day), its slots turned into dense
-# count arrays per row (up to the highest slot used: conveyor_add_counts pads the shorter side).
-RECORD_EVENTS = f"""
-WITH incoming AS (
-    SELECT * FROM unnest(
-        $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::integer[], $8::timestamptz[], $9::jsonb[], $10::bigint[], $11::integer[],
-        $12::bigint[], $13::integer[], $14::integer[], $15::text[], $16::text[]
-    ) AS t(event_id, job_id, tenant, type, queue, job_type, attempt, occurred_at, envelope,
-           duration_ms, duration_slot, wait_ms, wait_slot, attempt_slot, error_type, worker_id)
-),
-inserted AS (
-    INSERT INTO job_events (event_id, job_id, tenant, type, queue, job_type, attempt, occurred_at, envelope)
-    SELECT event_id, job_id, tenant, type, queue, job_type, attempt, occurred_at, envelope
-    FROM incoming
-    ORDER BY event_id
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id
-),
-fresh AS (
-    SELECT x.* FROM incoming x JOIN inserted USING (event_id)
-),
-per_bucket AS (
-    -- dispatched and progress events add nothing to a stats row: they write none.
-    SELECT r.res, date_trunc(r.res, f.occurred_at, 'UTC') AS bucket, f.*
-    FROM fresh f CROSS JOIN (VALUES ('minute'), ('hour'), ('day')) AS r(res)
-    WHERE f.type IN ('submitted', 'started', 'completed', 'retry', 'failed', 'cancelled')
-),
-totals AS (
-    SELECT res, tenant, queue, job_type, bucket,
-           count(*) FILTER (WHERE type = 'submitted') AS submitted,
-           count(*) FILTER (WHERE type = 'started') AS started,
-           count(*) FILTER (WHERE type = 'completed') AS completed,
-           count(*) FILTER (WHERE type = 'failed') AS failed,
-           count(*) FILTER (WHERE type = 'retry') AS retried,
-           count(*) FILTER (WHERE type = 'cancelled') AS cancelled,
-           coalesce(sum(duration_ms), 0) AS duration_ms_sum, count(duration_ms) AS duration_count,
-           coalesce(sum(wait_ms), 0) AS wait_ms_sum, count(wait_ms) AS wait_count
-    FROM per_bucket GROUP BY 1, 2, 3, 4, 5
-),
-cells AS (
-    SELECT p.res, p.tenant, p.queue, p.job_type, p.bucket, c.kind, c.idx, count(*) AS n
-    FROM per_bucket p CROSS JOIN LATERAL (VALUES
-        ('duration', p.duration_slot),
-        ('wait', p.wait_slot),
-        ('completed', CASE WHEN p.type = 'completed' THEN p.attempt_slot END),
-        ('retried', CASE WHEN p.type = 'retry' THEN p.attempt_slot END),
-        ('failed', CASE WHEN p.type = 'failed' THEN p.attempt_slot END)
-    ) AS c(kind, idx)
-    WHERE c.idx IS NOT NULL
-    GROUP BY 1, 2, 3, 4, 5, 6, 7
-),
-dense AS (
-    SELECT b.res, b.tenant, b.queue, b.job_type, b.bucket, b.kind,
-           array_agg(coalesce(c.n, 0) ORDER BY s.i) AS counts
-    FROM (SELECT res, tenant, queue, job_type, bucket, kind, max(idx) AS top FROM cells GROUP BY 1, 2, 3, 4, 5, 6) b
-    CROSS JOIN LATERAL generate_series(1, b.top) AS s(i)
-    LEFT JOIN cells c ON (c.res, c.tenant, c.queue, c.job_type, c.bucket, c.kind, c.idx)
-                       = (b.res, b.tenant, b.queue, b.job_type, b.bucket, b.kind, s.i)
-    GROUP BY 1, 2, 3, 4, 5, 6
-),
-arrays AS (
-    SELECT res, tenant, queue, job_type, bucket,
-           max(counts) FILTER (WHERE kind = 'duration') AS duration_hist,
-           max(counts) FILTER (WHERE kind = 'wait') AS wait_hist,
-           max(counts) FILTER (WHERE kind = 'completed') AS completed_by_attempt,
-           max(counts) FILTER (WHERE kind = 'retried') AS retried_by_attempt,
-           max(counts) FILTER (WHERE kind = 'failed') AS failed_by_attempt
-    FROM dense GROUP BY 1, 2, 3, 4, 5
-),
-errors AS (
-    SELECT res, tenant, queue, job_type, bucket, jsonb_object_agg(error_type, n) AS errors
-    FROM (SELECT res, tenant, queue, job_type, bucket, error_type, count(*) AS n
-          FROM per_bucket WHERE error_type IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6) AS by_type
-    GROUP BY 1, 2, 3, 4, 5
-),
-stats AS (
-    SELECT t.*,
-           coalesce(a.duration_hist, '{{}}') AS duration_hist, coalesce(a.wait_hist, '{{}}') AS wait_hist,
-           coalesce(a.completed_by_attempt, '{{}}') AS completed_by_attempt,
-           coalesce(a.retried_by_attempt, '{{}}') AS retried_by_attempt,
-           coalesce(a.failed_by_attempt, '{{}}') AS failed_by_attempt,
-           coalesce(e.errors, '{{}}') AS errors
-    FROM totals t
-    LEFT JOIN arrays a USING (res, tenant, queue, job_type, bucket)
-    LEFT JOIN errors e USING (res, tenant, queue, job_type, bucket)
-),
-minutes AS ({_upsert_stats("stats_minute", "minute")}),
-hours AS ({_upsert_stats("stats_hour", "hour")}),
-days AS ({_upsert_stats("stats_day", "day")}),
-workers AS (
+# The recording transaction (services/analytics/recorder.py): two statements. The audit
+# insert's RETURNING says which events are new: only those are added to the aggregates, so a
+# redelivered event is neither stored nor counted twice. Every insert writes its rows in sorted
+# key order, and both statements have a fixed shape (Postgres runs the upserts of ADD_AGGREGATES
+# in the same order each time), so two replicas recording overlapping batches lock rows in one
+# global order and cannot deadlock.
+INSERT_EVENTS = f"""
+INSERT INTO job_events (event_id, job_id, tenant, type, queue, job_type, attempt, occurred_at, envelope)
+SELECT * FROM {_unnest(("uuid", "uuid", "text", "text", "text", "text", "integer", "timestamptz", "jsonb"),
+                       ("event_id", "job_id", "tenant", "type", "queue", "job_type", "attempt", "occurred_at",
+                        "envelope"))}
+ORDER BY event_id
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+
+_WORKERS_FIRST = 1 + len(STATS_TABLES) * STATS_PARAMS
+_QUEUE_MINUTES_FIRST = _WORKERS_FIRST + 6
+
+# Parameters: each stats table's columns (STATS_KEY, STATS_SUMMED, STATS_ARRAYS as bigint[]
+# literals, errors) in STATS_TABLES order, then worker_stats_minute's, then queue_minute_stats'.
+_STATS_CTES = ",\n".join(
+    f"{table}_added AS ({_upsert_stats(table, 1 + i * STATS_PARAMS)})" for i, table in enumerate(STATS_TABLES)
+)
+ADD_AGGREGATES = f"""
+WITH {_STATS_CTES},
+workers_added AS (
     INSERT INTO worker_stats_minute AS w (worker_id, bucket, completed, failed, retried, busy_ms)
-    SELECT worker_id, bucket,
-           count(*) FILTER (WHERE type = 'completed'), count(*) FILTER (WHERE type = 'failed'),
-           count(*) FILTER (WHERE type = 'retry'), coalesce(sum(duration_ms), 0)
-    FROM per_bucket
-    WHERE res = 'minute' AND worker_id IS NOT NULL
-    GROUP BY 1, 2
-    ORDER BY 1, 2
+    SELECT * FROM {_unnest(("text", "timestamptz", "bigint", "bigint", "bigint", "bigint"),
+                           ("worker_id", "bucket", "completed", "failed", "retried", "busy_ms"), _WORKERS_FIRST)}
+    ORDER BY worker_id, bucket
     ON CONFLICT (worker_id, bucket) DO UPDATE
         SET completed = w.completed + EXCLUDED.completed, failed = w.failed + EXCLUDED.failed,
             retried = w.retried + EXCLUDED.retried, busy_ms = w.busy_ms + EXCLUDED.busy_ms
-),
-counted AS (
-    -- The older per-queue minute counters (the API's 429 Retry-After reads them): as before,
-    -- duration_ms_sum over completed events only.
-    INSERT INTO queue_minute_stats AS s (queue, minute, outcome, count, duration_ms_sum)
-    SELECT queue, date_trunc('minute', occurred_at, 'UTC'), type, count(*),
-           coalesce(sum(duration_ms) FILTER (WHERE type = 'completed'), 0)
-    FROM fresh
-    GROUP BY 1, 2, 3
-    ORDER BY 1, 2, 3
-    ON CONFLICT (queue, minute, outcome) DO UPDATE
-        SET count = s.count + EXCLUDED.count,
-            duration_ms_sum = s.duration_ms_sum + EXCLUDED.duration_ms_sum
 )
-SELECT type, count(*)::integer AS n FROM fresh GROUP BY type
+-- The older per-queue minute counters (the API's 429 Retry-After reads them): every event type,
+-- duration_ms_sum over completed events only.
+INSERT INTO queue_minute_stats AS s (queue, minute, outcome, count, duration_ms_sum)
+SELECT * FROM {_unnest(("text", "timestamptz", "text", "bigint", "bigint"),
+                       ("queue", "minute", "outcome", "count", "duration_ms_sum"), _QUEUE_MINUTES_FIRST)}
+ORDER BY queue, minute, outcome
+ON CONFLICT (queue, minute, outcome) DO UPDATE
+    SET count = s.count + EXCLUDED.count, duration_ms_sum = s.duration_ms_sum + EXCLUDED.duration_ms_sum
 """
 
 
-async def record_events(pool: asyncpg.Pool, columns: Sequence[Sequence[Any]], *, timeout_s: float) -> dict[str, int]:
-    """Insert the events given column-wise (in RECORD_EVENTS' parameter order); new events counted by type."""
-    rows = await pool.fetch(RECORD_EVENTS, *columns, timeout=timeout_s)
-    return {row["type"]: row["n"] for row in rows}
+async def insert_events(conn: asyncpg.Connection, columns: Sequence[Sequence[Any]], *, timeout_s: float) -> set[Any]:
+    """Append the events given column-wise (INSERT_EVENTS' order) to the audit log; the ids that were new."""
+    rows = await conn.fetch(INSERT_EVENTS, *columns, timeout=timeout_s)
+    return {row["event_id"] for row in rows}
+
+
+async def add_aggregates(
+    conn: asyncpg.Connection,
+    stats: Sequence[Sequence[Sequence[Any]]],
+    workers: Sequence[Sequence[Any]],
+    queue_minutes: Sequence[Sequence[Any]],
+    *,
+    timeout_s: float,
+) -> None:
+    """Add the rows given column-wise to each stats table (STATS_TABLES order), workers and queue minutes."""
+    await conn.execute(ADD_AGGREGATES, *(c for table in stats for c in table), *workers, *queue_minutes,
+                       timeout=timeout_s)
 
 
 # Retention: a table, its time column, and one short statement per batch of expired rows. The

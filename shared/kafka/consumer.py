@@ -18,13 +18,15 @@ from shared.waiting import unless
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+IdleHook = Callable[[], None]
 
 
 class ConsumerLoop:
     """Runs `handler` over batches of `topics`; commits only after the handler returned.
 
     With `group_id=None` every partition is read (each notifier replica sees every event)
-    and nothing is committed.
+    and nothing is committed. `on_idle`, if given, is called whenever a fetch comes back empty
+    (the loop has caught up with its partitions).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class ConsumerLoop:
         commit_interval_s: float = 0.5,
         slow_topics: Sequence[str] = (),
         slow_interval_ms: int = 0,
+        on_idle: IdleHook | None = None,
     ) -> None:
         self._settings = settings
         self._topics = [events.topic_name(settings.kafka_topic_prefix, t) for t in topics]
@@ -48,6 +51,7 @@ class ConsumerLoop:
         self._client_id = client_id
         self._reset = auto_offset_reset
         self._max_records = max_records
+        self._on_idle = on_idle
         self._commit_interval_s = commit_interval_s
         self._batch_interval_s = settings.kafka_batch_interval_ms / 1000
         self._pacer = FetchPacer(
@@ -125,6 +129,8 @@ class ConsumerLoop:
                     rest = self._batch_interval_s - (loop.time() - fetched_at)
                     if rest > 0 and len(records) < self._max_records:
                         await self._sleep(rest)
+                elif self._on_idle is not None:
+                    self._on_idle()
                 now = loop.time()
                 if pending and self._group_id is not None and now - last_commit >= self._commit_interval_s:
                     await self._commit(consumer, pending)

@@ -109,7 +109,7 @@ async def test_rows_a_recording_batch_holds_are_skipped_not_waited_for(
 ) -> None:
     cleaner = RetentionCleaner(aged, settings, asyncio.Event())
     async with aged.acquire() as recording, recording.transaction():
-        # A late event's upsert holding an expired minute row (as RECORD_EVENTS does on conflict).
+        # A late event's upsert holding an expired minute row (as the recorder's does on conflict).
         await recording.execute(
             "UPDATE stats_minute SET completed = completed + 1 WHERE queue = 'q1' AND bucket = $1",
             NOW - AGES["stats_minute"][0])

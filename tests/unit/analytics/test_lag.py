@@ -21,3 +21,15 @@ def test_lag_grows_while_a_batch_is_in_hand_and_holds_its_final_age_after() -> N
     lag.begin([0])
     lag.end()
     assert lag.seconds() == held  # nothing known about that batch
+
+
+def test_lag_drops_to_zero_once_a_fetch_finds_nothing_new() -> None:
+    lag = Lag()
+    now_ms = int(time.time() * 1000)
+    lag.begin([now_ms - 3000])
+    lag.idle()  # not while a batch is in hand
+    assert lag.seconds() > 2.9
+    lag.end()
+    assert lag.seconds() > 2.9
+    lag.idle()
+    assert lag.seconds() == 0.0
