@@ -157,6 +157,7 @@ async def live_updates(browser: Browser, c: cluster.Cluster, jobs: int) -> dict[
                 break
             await asyncio.sleep(0.2)
         took: list[float] = []
+        missed: list[dict[str, Any]] = []
         for job_id in ids:
             async with client.get(f"/api/v1/jobs/{job_id}/events") as r:
                 events = (await r.json())["items"]
@@ -164,8 +165,12 @@ async def live_updates(browser: Browser, c: cluster.Cluster, jobs: int) -> dict[
             if job_id in seen and done:
                 occurred = datetime.fromisoformat(done[0]["occurredAt"].replace("Z", "+00:00"))
                 took.append(seen[job_id] - occurred.timestamp() * 1000)
+            elif len(missed) < 5:  # why: no row, a row stuck at another status, or no completed event
+                badge = await page.evaluate(
+                    f"document.querySelector('[data-job-id=\"{job_id}\"] .badge')?.textContent ?? null")
+                missed.append({"jobId": job_id, "row": badge, "events": [e["type"] for e in events]})
     await context.close()
-    return {**percentiles(took), "missed": len(ids) - len(took)}
+    return {**percentiles(took), "missed": len(ids) - len(took), "missedSample": missed}
 
 
 async def frames_under_load(browser: Browser, c: cluster.Cluster, seconds: float) -> dict[str, Any]:

@@ -41,6 +41,28 @@ function apiQuery(f: Filters) {
   };
 }
 
+// A job's events travel on several topics and can reach the page out of order: a status replaces another
+// only if it is newer by (attempt, rank), the scheduler's own staleness rule, so a late `started` never
+// turns a completed row back to running.
+const RANK: Record<string, number> = {
+  pending: 0, blocked: 1, scheduled: 1, queued: 2, running: 3, retrying: 4, completed: 5, failed: 5, cancelled: 5,
+};
+
+function supersedes(m: LiveMessage, status: string | undefined, attempt: number | null | undefined): boolean {
+  const own = m.attempt ?? attempt ?? 0;
+  const other = attempt ?? 0;
+  return own !== other ? own > other : (RANK[m.status ?? ""] ?? 0) >= (RANK[status ?? ""] ?? 0);
+}
+
+// The newest message of jobs not (yet) listed, for when their submission arrives after a later event.
+const EARLY_LIMIT = 2000;
+
+function remember(early: Map<string, LiveMessage>, id: string, m: LiveMessage): void {
+  early.delete(id);
+  early.set(id, m);
+  if (early.size > EARLY_LIMIT) early.delete(early.keys().next().value as string);
+}
+
 /** Whether a job announced live belongs in the list: only filters the message can answer may be set. */
 function admits(f: Filters, m: LiveMessage): boolean {
   if (f.tag || f.batchId || f.q || f.createdBefore || f.createdAfter) return false;
@@ -65,6 +87,7 @@ export function Jobs({ id }: { id?: string }) {
   const [loading, setLoading] = useState(false);
   const generation = useRef(0);
   const trimmed = useRef(false);
+  const early = useRef(new Map<string, LiveMessage>());
   const now = useTick(5000);
 
   // Text filters apply after a short pause in typing; selects and dates at once.
@@ -106,19 +129,35 @@ export function Jobs({ id }: { id?: string }) {
       return;
     }
     const updates = new Map<string, LiveMessage>();
-    for (const m of batch) if (m.jobId && m.status) updates.set(m.jobId, m);
+    for (const m of batch) {
+      if (!m.jobId || !m.status) continue;
+      const seen = updates.get(m.jobId);
+      if (!seen || supersedes(m, seen.status, seen.attempt ?? 0)) updates.set(m.jobId, m);
+    }
     if (!updates.size) return;
     setJobs((old) => {
       const next = old.map((job) => {
         const m = updates.get(job.jobId);
         if (!m) return job;
         updates.delete(job.jobId);
-        return { ...job, status: m.status as JobStatus, attempts: m.attempt ?? job.attempts };
+        if (!supersedes(m, job.status, job.attempts)) return job;
+        return { ...job, status: m.status as JobStatus, attempts: Math.max(job.attempts, m.attempt ?? 0) };
       });
-      // A job announced by a job_update of this batch joins the list with its latest status: a fast job's
-      // submitted and completed events often arrive in the same frame.
+      // A job announced by a job_update of this batch joins the list with the newest status known of it: a
+      // fast job's submitted and completed events often arrive in the same frame, or completed first.
       const announced = new Set(batch.filter((m) => m.type === "job_update").map((m) => m.jobId));
-      const added = [...updates.values()].filter((m) => announced.has(m.jobId) && admits(applied, m)).map(jobOfMessage);
+      const added: Job[] = [];
+      for (const m of updates.values()) {
+        const id = m.jobId ?? "";
+        const before = early.current.get(id);
+        const latest = before && supersedes(before, m.status, m.attempt ?? 0) ? before : m;
+        if (!announced.has(id)) {
+          remember(early.current, id, latest);
+        } else if (admits(applied, latest)) {
+          early.current.delete(id);
+          added.push(jobOfMessage(latest));
+        }
+      }
       if (!added.length) return next;
       const grown = [...added.reverse(), ...next];
       if (grown.length <= MAX_ROWS) return grown;
