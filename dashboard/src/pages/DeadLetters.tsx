@@ -26,12 +26,17 @@ function filterOf(f: Filters): Record<string, string> {
   return out;
 }
 
+const ROW_PX = 37;
+const VIEW_PX = 600;
+const OVERSCAN = 10;
+
 export function DeadLetters() {
   const [filters, setFilters] = useState<Filters>(EMPTY);
   const [applied, setApplied] = useState<Filters>(EMPTY);
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const [pages, setPages] = useState<Job[]>([]);
   const [message, setMessage] = useState("");
+  const [top, setTop] = useState(0);
   const [error, setError] = useState<unknown>(undefined);
   const list = useResource(async () => {
     const page = await api<Page<Job>>("/dlq", { query: { ...filterOf(applied), limit: 200 } });
@@ -90,6 +95,10 @@ export function DeadLetters() {
     </label>
   );
   const allSelected = items.length > 0 && selected.size === items.length;
+  // Only the rows in view (and a margin) are in the DOM, spacer rows stand for the rest: thousands of
+  // dead letters (after "load more") scroll like fifty, and the table keeps its header and semantics.
+  const first = Math.max(0, Math.floor(top / ROW_PX) - OVERSCAN);
+  const last = Math.min(items.length, Math.ceil((top + VIEW_PX) / ROW_PX) + OVERSCAN);
   return (
     <div class="page">
       <h1>Dead letters</h1>
@@ -115,7 +124,9 @@ export function DeadLetters() {
         <span role="status">{message}</span>
       </div>
       <ErrorNote error={list.error ?? error} />
-      <table>
+      <div class="table-window" style={{ maxHeight: `${VIEW_PX}px` }} role="region" aria-label="Dead letters listed" tabIndex={0}
+        onScroll={(e) => setTop((e.currentTarget as HTMLElement).scrollTop)}>
+      <table class="windowed">
         <thead>
           <tr>
             <th scope="col">
@@ -127,8 +138,9 @@ export function DeadLetters() {
           </tr>
         </thead>
         <tbody>
-          {items.map((j) => (
-            <tr key={j.jobId} data-job-id={j.jobId}>
+          {first > 0 && <tr aria-hidden="true" style={{ height: `${first * ROW_PX}px` }}><td colSpan={7} /></tr>}
+          {items.slice(first, last).map((j) => (
+            <tr key={j.jobId} data-job-id={j.jobId} style={{ height: `${ROW_PX}px` }}>
               <td><input type="checkbox" aria-label={`Select job ${j.jobId}`} checked={selected.has(j.jobId)} onChange={() => toggle(j.jobId)} /></td>
               <td><a href={`/jobs/${j.jobId}`} title={j.jobId}>{shortId(j.jobId)}</a></td>
               <td>{j.queue}</td>
@@ -138,8 +150,10 @@ export function DeadLetters() {
               <td>{when(j.completedAt)}</td>
             </tr>
           ))}
+          {last < items.length && <tr aria-hidden="true" style={{ height: `${(items.length - last) * ROW_PX}px` }}><td colSpan={7} /></tr>}
         </tbody>
       </table>
+      </div>
       {!list.loading && items.length === 0 && <p class="muted">No dead letters match.</p>}
       {cursor && <button type="button" onClick={more}>Load more</button>}
     </div>

@@ -155,6 +155,33 @@ async def test_bulk_retry_of_dead_letters_from_the_page_reruns_them(open_tab: Op
     assert tab.errors == []
 
 
+async def test_a_long_dead_letter_list_keeps_only_the_rows_in_view(open_tab: OpenTab, dash_cluster: Cluster) -> None:
+    async with api(dash_cluster) as client:
+        batch = {"jobs": [{"queue": "dlq-many", "jobType": "fail", "maxAttempts": 1, "payload": {"mode": "permanent"}}
+                          for _ in range(150)]}
+        answer = await client.post("/job-batches", json=batch)
+        assert answer.status_code == 201, answer.text
+
+        async def dead() -> int:
+            listed = await client.get("/dlq", params={"queue": "dlq-many", "limit": 200})
+            return len(listed.json()["items"])
+
+        await poll_until(dead, lambda n: n == 150, timeout_s=60)
+    tab = await open_tab("/dlq")
+    await tab.page.get_by_label("Queue").fill("dlq-many")
+    await tab.page.get_by_role("button", name="Apply").click()
+    rows = tab.page.locator("tr[data-job-id]")
+    await expect(rows.first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    assert 10 < await rows.count() < 60  # a window of the 150, not all of them
+    await tab.page.get_by_label("Select every listed job").check()
+    await expect(tab.page.get_by_role("button", name="Retry selected (150)")).to_be_visible()
+    region = tab.page.get_by_role("region", name="Dead letters listed")
+    await region.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    await expect(rows.last).to_be_in_viewport(timeout=UI_TIMEOUT_MS)
+    assert 10 < await rows.count() < 60
+    assert tab.errors == []
+
+
 async def test_the_queue_form_shows_a_422_next_to_its_field_and_saves_a_valid_config(
     open_tab: OpenTab, dash_cluster: Cluster
 ) -> None:
