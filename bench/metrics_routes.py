@@ -88,6 +88,7 @@ class LagSampler:
     def __init__(self, url: str | None = None) -> None:
         self.url = url or analytics_metrics_url()
         self.samples: list[float] = []
+        self.taken_at: list[float] = []  # time.monotonic() of each sample
         self.errors = 0
 
     async def _run(self) -> None:
@@ -98,6 +99,7 @@ class LagSampler:
                         value = read_gauge(await r.text())
                     if value is not None:
                         self.samples.append(value)
+                        self.taken_at.append(time.monotonic())
                 except (aiohttp.ClientError, TimeoutError):
                     self.errors += 1
                 await asyncio.sleep(SAMPLE_EVERY_S)
@@ -113,9 +115,19 @@ class LagSampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def figures(self) -> dict[str, Any]:
-        """`{p99, max, n}` in seconds, or why there is none (the gauge missing from this build)."""
+    def figures(self, split_at: float | None = None) -> dict[str, Any]:
+        """`{p99, max, n}` in seconds, or why there is none (the gauge missing from this build).
+
+        With `split_at` (a time.monotonic() moment), also `after`: the same over the samples taken from then on
+        (the end-to-end scenario splits at the end of its submission burst: what follows is the workers' pace).
+        """
         if not self.samples:
             return {"available": False, "reason": f"no {LAG_GAUGE} at {self.url} ({self.errors} failed reads)"}
         p = percentiles(self.samples)
-        return {"p99": round(p["p99"], 2), "max": round(p["max"], 2), "n": len(self.samples)}
+        out: dict[str, Any] = {"p99": round(p["p99"], 2), "max": round(p["max"], 2), "n": len(self.samples)}
+        if split_at is not None:
+            later = [v for v, at in zip(self.samples, self.taken_at, strict=True) if at >= split_at]
+            if later:
+                q = percentiles(later)
+                out["afterSubmitBurst"] = {"p99": round(q["p99"], 2), "max": round(q["max"], 2), "n": len(later)}
+        return out
