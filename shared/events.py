@@ -119,10 +119,17 @@ def encode(envelope: Envelope) -> bytes:
     return orjson.dumps(envelope.to_wire())
 
 
-def decode(raw: bytes, tenant: str = "default") -> Envelope:
-    """Parse an envelope from Kafka; raises pydantic.ValidationError (a ValueError) on junk."""
+def decode(raw: bytes, tenant: str = "default", trace_parent: str | None = None) -> Envelope:
+    """Parse an envelope from Kafka (tenant and trace come from its headers); raises pydantic.ValidationError
+    (a ValueError) on junk."""
     envelope = Envelope.model_validate_json(raw)
-    return envelope.model_copy(update={"tenant": tenant}) if tenant != "default" else envelope
+    update: dict[str, Any] = {}
+    if tenant != "default":
+        update["tenant"] = tenant
+    if trace_parent:
+        update["trace_parent"] = trace_parent
+    # One copy at most: consumers decode thousands of events a second.
+    return envelope.model_copy(update=update) if update else envelope
 
 
 TENANT_HEADER = "tenant"

@@ -18,7 +18,7 @@ from services.analytics.retention import RetentionCleaner
 from shared.db.pool import close_pool, pool_for
 from shared.events import JOB_TOPICS
 from shared.http_server import health_app
-from shared.kafka.consumer import ConsumerLoop, decode_records
+from shared.kafka.consumer import ConsumerLoop, decode_records_with_values
 from shared.service import BaseService
 from shared.settings import AnalyticsSettings
 
@@ -71,14 +71,15 @@ class AnalyticsService(BaseService):
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         assert self._recorder is not None
-        envelopes = decode_records(records)
+        decoded = decode_records_with_values(records)
+        envelopes = [envelope for envelope, _ in decoded]
         if len(envelopes) < len(records):
             metrics.RECORDS_UNDECODABLE.inc(len(records) - len(envelopes))
         if not envelopes:
             return
         metrics.LAG.begin(r.timestamp for r in records)
         started = time.perf_counter()
-        result = await self._recorder.record(envelopes)
+        result = await self._recorder.record(envelopes, {e.event_id: raw for e, raw in decoded})
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.LAG.end()
         for kind, n in result.inserted.items():

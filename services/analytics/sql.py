@@ -64,7 +64,8 @@ def _upsert_stats(table: str, first: int) -> str:
 # global order and cannot deadlock.
 INSERT_EVENTS = f"""
 INSERT INTO job_events (event_id, job_id, tenant, type, queue, job_type, attempt, occurred_at, envelope)
-SELECT * FROM {_unnest(("uuid", "uuid", "text", "text", "text", "text", "integer", "timestamptz", "jsonb"),
+SELECT event_id, job_id, tenant, type, queue, job_type, attempt, occurred_at, envelope::jsonb
+FROM {_unnest(("uuid", "uuid", "text", "text", "text", "text", "integer", "timestamptz", "text"),
                        ("event_id", "job_id", "tenant", "type", "queue", "job_type", "attempt", "occurred_at",
                         "envelope"))}
 ORDER BY event_id

@@ -180,12 +180,16 @@ class ConsumerLoop:
 
 def decode_records(records: Sequence[ConsumerRecord]) -> list[events.Envelope]:
     """Envelopes of the records that parse; junk is logged and skipped (never retried)."""
-    out: list[events.Envelope] = []
+    return [envelope for envelope, _ in decode_records_with_values(records)]
+
+
+def decode_records_with_values(records: Sequence[ConsumerRecord]) -> list[tuple[events.Envelope, bytes]]:
+    """Each record that parses as (envelope, its raw value); junk is logged and skipped (never retried)."""
+    out: list[tuple[events.Envelope, bytes]] = []
     for record in records:
         try:
-            envelope = events.decode(record.value, events.tenant_of(record.headers))
             trace = events.header(record.headers, events.TRACE_HEADER)
-            out.append(envelope.model_copy(update={"trace_parent": trace}) if trace else envelope)
+            out.append((events.decode(record.value, events.tenant_of(record.headers), trace), record.value))
         except ValueError as exc:
             log.error("skipping undecodable record %s:%s@%s: %s", record.topic, record.partition, record.offset, exc)
     return out
