@@ -33,6 +33,11 @@ class Principal:
             return True
         return scope in (Scope.SUBMIT, Scope.READ) and Scope.ADMIN in self.scopes
 
+    @property
+    def read_tenant(self) -> str | None:
+        """The tenant whose rows this caller reads; None for every tenant (`cluster` reads across them, §10)."""
+        return None if self.can(Scope.CLUSTER) else self.tenant
+
 
 # The caller who sends no key when auth is off (`AUTH_REQUIRED=false`, loopback binds only).
 DEFAULT_ADMIN = Principal(DEFAULT_TENANT, ALL_SCOPES)

@@ -14,10 +14,16 @@ interface Props<T> {
 
 const OVERSCAN = 8;
 
+/** The rows [first, last) to render of `count` fixed-height rows scrolled to `top`, with `overscan` around. */
+export function rowWindow(top: number, height: number, rowHeight: number, count: number, overscan = OVERSCAN) {
+  const first = Math.max(0, Math.floor(top / rowHeight) - overscan);
+  const last = Math.min(count, Math.ceil((top + height) / rowHeight) + overscan);
+  return { first, last };
+}
+
 export function VirtualList<T>({ items, rowHeight, height, render, label, onEnd }: Props<T>) {
   const [top, setTop] = useState(0);
-  const first = Math.max(0, Math.floor(top / rowHeight) - OVERSCAN);
-  const last = Math.min(items.length, Math.ceil((top + height) / rowHeight) + OVERSCAN);
+  const { first, last } = rowWindow(top, height, rowHeight, items.length);
   const onScroll = (event: Event) => {
     const el = event.currentTarget as HTMLElement;
     setTop(el.scrollTop);

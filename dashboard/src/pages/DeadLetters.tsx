@@ -1,6 +1,7 @@
 // Dead letters: filters, select and bulk retry, retry everything the filter matches, delete, CSV export.
 import { useState } from "preact/hooks";
 import { ErrorNote } from "../components/bits";
+import { rowWindow } from "../components/VirtualList";
 import { api, API, queryString } from "../lib/api";
 import { shortId, when } from "../lib/format";
 import { useResource } from "../lib/hooks";
@@ -97,8 +98,7 @@ export function DeadLetters() {
   const allSelected = items.length > 0 && selected.size === items.length;
   // Only the rows in view (and a margin) are in the DOM, spacer rows stand for the rest: thousands of
   // dead letters (after "load more") scroll like fifty, and the table keeps its header and semantics.
-  const first = Math.max(0, Math.floor(top / ROW_PX) - OVERSCAN);
-  const last = Math.min(items.length, Math.ceil((top + VIEW_PX) / ROW_PX) + OVERSCAN);
+  const { first, last } = rowWindow(top, VIEW_PX, ROW_PX, items.length, OVERSCAN);
   return (
     <div class="page">
       <h1>Dead letters</h1>

@@ -6,10 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field
 
-from services.api.http.problems import ValidationFailed
-from services.api.http.validation import field_errors
+from services.api.http.patches import null_only_for
 from services.api.jobs.field_types import CallbackUrl, Label, Name, whole_number
 from shared.models import CamelModel
 
@@ -40,25 +39,10 @@ class AlertRuleCreate(CamelModel):
         default=None, description="POSTed the alert, signed, when it opens and when it resolves")
 
 
-def _null_only_where_allowed(schema: dict[str, Any]) -> None:
-    # `X | None` on the patch's fields means "left out"; only NULLABLE ones take null.
-    for name, prop in schema.get("properties", {}).items():
-        options = prop.get("anyOf", [])
-        if name in NULLABLE or {"type": "null"} not in options:
-            continue
-        kept = [o for o in options if o != {"type": "null"}]
-        del prop["anyOf"]
-        if len(kept) == 1:
-            prop.update(kept[0])
-        else:
-            prop["anyOf"] = kept
-        prop.pop("default", None)
-
-
 class AlertRulePatch(CamelModel):
     """PATCH /api/v1/alert-rules/{id}: any subset of the fields; `null` clears queue, jobType or webhookUrl."""
 
-    model_config = ConfigDict(json_schema_extra=_null_only_where_allowed)
+    model_config = ConfigDict(json_schema_extra=null_only_for(NULLABLE))
 
     name: Label | None = None
     queue: Name | None = None
@@ -68,15 +52,6 @@ class AlertRulePatch(CamelModel):
     threshold: Threshold | None = None
     for_s: ForS | None = None
     webhook_url: CallbackUrl | None = None
-
-
-def patched(current: dict[str, Any], patch: AlertRulePatch) -> AlertRuleCreate:
-    """The rule `current` (camelCase) with the patch applied, validated as a whole (a 422 names the field)."""
-    merged = {**current, **patch.model_dump(exclude_unset=True, by_alias=True)}
-    try:
-        return AlertRuleCreate.model_validate(merged)
-    except ValidationError as exc:
-        raise ValidationFailed(errors=field_errors(exc.errors())) from None
 
 
 class AlertRuleView(AlertRuleCreate):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from services.api.queues.schemas import QueueCounts
 from shared.models import CamelModel
 
 
@@ -104,18 +105,8 @@ class Timeline(CamelModel):
     items: list[TimelinePoint]
 
 
-class StatusTotals(CamelModel):
+class StatusTotals(QueueCounts):
     """Jobs by status: finished ones since the beginning, unfinished ones now."""
-
-    pending: int
-    blocked: int
-    scheduled: int
-    queued: int
-    running: int
-    retrying: int
-    completed: int
-    failed: int
-    cancelled: int
 
 
 class QueueStats(CamelModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
 
@@ -9,12 +10,20 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 from starlette.requests import Request
 
-from services.api.http.problems import FieldError, MalformedRequest, UnsupportedMediaType, ValidationFailed
+from services.api.http.problems import FieldError, MalformedRequest, NotFound, UnsupportedMediaType, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 
 # FastAPI prefixes a location with where the value came from; clients only care about the name.
 _SOURCES = {"body", "query", "path", "header", "cookie"}
+
+
+def path_id(raw: str, what: str) -> uuid.UUID:
+    """A resource id from the path; anything that is not a UUID names no `what` (404, like another tenant's id)."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"no {what} {raw}", errors=[FieldError("id", "not a UUID")]) from None
 
 
 def field_path(loc: Sequence[int | str], *, camel: bool = True) -> str:

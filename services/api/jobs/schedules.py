@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, ConfigDict, Field, StrictBool, ValidationError, WithJsonSchema
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, WithJsonSchema
 
-from services.api.http.problems import ValidationFailed
-from services.api.http.validation import field_errors
+from services.api.http.patches import null_only_for
 from services.api.jobs.field_types import CallbackUrl, Label, MaxAttempts, Name, Payload, Priority, Tag, TimeoutMs
 from services.api.jobs.job_plan import NewJob, plan_job
 from services.api.jobs.schemas import MAX_TAGS, JobFields, RetrySubmission
@@ -77,21 +76,6 @@ class ScheduleCreate(JobTemplate):
     misfire_policy: MisfirePolicy = "skip"
 
 
-def _null_only_where_allowed(schema: dict[str, Any]) -> None:
-    # The `X | None` of SchedulePatch's fields means "left out"; only timeoutMs and callbackUrl take null.
-    for name, prop in schema.get("properties", {}).items():
-        options = prop.get("anyOf", [])
-        if name in NULLABLE or {"type": "null"} not in options:
-            continue
-        kept = [o for o in options if o != {"type": "null"}]
-        del prop["anyOf"]
-        if len(kept) == 1:
-            prop.update(kept[0])
-        else:
-            prop["anyOf"] = kept
-        prop.pop("default", None)  # left out means unchanged, not a default
-
-
 class SchedulePatch(CamelModel):
     """PATCH /api/v1/scheduled-jobs/{id}: any subset of ScheduleCreate's fields; the rest keep their value.
 
@@ -99,7 +83,7 @@ class SchedulePatch(CamelModel):
     it; None marks a field as left out, and the document says so (no `null` for the others).
     """
 
-    model_config = ConfigDict(json_schema_extra=_null_only_where_allowed)
+    model_config = ConfigDict(json_schema_extra=null_only_for(NULLABLE))
 
     name: Label | None = None
     cron: CronExpr | None = None
@@ -123,15 +107,6 @@ class SchedulePatch(CamelModel):
 def template_of(schedule: ScheduleCreate) -> dict[str, Any]:
     """The job template to store: camelCase JSON, defaults applied."""
     return schedule.model_dump(mode="json", by_alias=True, include=set(JobTemplate.model_fields))
-
-
-def patched(current: dict[str, Any], patch: SchedulePatch) -> ScheduleCreate:
-    """The schedule `current` (camelCase, as stored) with the patch applied, validated as a whole."""
-    merged = {**current, **patch.model_dump(exclude_unset=True, by_alias=True)}
-    try:
-        return ScheduleCreate.model_validate(merged)
-    except ValidationError as exc:
-        raise ValidationFailed(errors=field_errors(exc.errors())) from None
 
 
 def plan_fire(

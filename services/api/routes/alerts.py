@@ -7,7 +7,6 @@ tenant and need `admin`. The analytics service evaluates rules and raises the al
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,15 +20,15 @@ from services.api.alerts.schemas import (
     AlertRuleView,
     AlertStatus,
     alert_view,
-    patched,
     rule_view,
 )
 from services.api.http.deps import Deps
 from services.api.http.openapi import json_body, problems
+from services.api.http.patches import patched
 from services.api.http.principal import Reader, require
-from services.api.http.problems import FieldError, NotFound
+from services.api.http.problems import NotFound
 from services.api.http.responses import JsonResponse
-from services.api.http.validation import parse_body
+from services.api.http.validation import parse_body, path_id
 from services.api.store import alerts as store
 from services.api.store.connections import connection, transaction
 from shared.auth.principal import Principal, Scope
@@ -41,14 +40,6 @@ Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 _RULE_FIELDS = {"name", "queue", "jobType", "metric", "op", "threshold", "forS", "webhookUrl"}
 NO_RULE = {404: "No alert rule with this id for the caller's tenant (a malformed id names none either)"}
 INVALID = {422: "Invalid fields, each named in `errors` (metric, op, threshold, forS, webhookUrl ...); nothing stored"}
-
-
-def _rule_id(raw: str) -> uuid.UUID:
-    """A path id; anything that is not a UUID names no rule (404, like another tenant's id)."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"no alert rule {raw}", errors=[FieldError("id", "not a UUID")]) from None
 
 
 @router.get(
@@ -63,7 +54,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
     """Newest opened first, at most `limit`."""
-    tenant = None if principal.can(Scope.CLUSTER) else principal.tenant
+    tenant = principal.read_tenant
     async with connection(deps.pool) as conn:
         rows = await store.list_alerts(conn, tenant, status, limit)
     return JsonResponse({"items": [alert_view(r) for r in rows]})
@@ -100,7 +91,7 @@ async def list_rules(deps: Deps, principal: Admin) -> Response:
 async def get_rule(rule_id: str, deps: Deps, principal: Admin) -> Response:
     """The rule."""
     async with connection(deps.pool) as conn:
-        row = await store.get_rule(conn, principal.tenant, _rule_id(rule_id))
+        row = await store.get_rule(conn, principal.tenant, path_id(rule_id, "alert rule"))
     if row is None:
         raise NotFound(f"no alert rule {rule_id}")
     return JsonResponse(rule_view(row))
@@ -113,14 +104,14 @@ async def get_rule(rule_id: str, deps: Deps, principal: Admin) -> Response:
 )
 async def update_rule(rule_id: str, request: Request, deps: Deps, principal: Admin) -> Response:
     """Any subset of the fields; the rest keep their value."""
-    rid = _rule_id(rule_id)
+    rid = path_id(rule_id, "alert rule")
     patch = await parse_body(request, AlertRulePatch)
     async with transaction(deps.pool) as conn:
         row = await store.get_rule(conn, principal.tenant, rid, lock=True)
         if row is None:
             raise NotFound(f"no alert rule {rule_id}")
         current = {k: v for k, v in rule_view(row).items() if k in _RULE_FIELDS}
-        row = await store.update_rule(conn, principal.tenant, rid, patched(current, patch))
+        row = await store.update_rule(conn, principal.tenant, rid, patched(AlertRuleCreate, current, patch))
     return JsonResponse(rule_view(row))
 
 
@@ -134,6 +125,6 @@ async def update_rule(rule_id: str, request: Request, deps: Deps, principal: Adm
 async def delete_rule(rule_id: str, deps: Deps, principal: Admin) -> Response:
     """The rule is evaluated no more."""
     async with connection(deps.pool) as conn:
-        if not await store.delete_rule(conn, principal.tenant, _rule_id(rule_id)):
+        if not await store.delete_rule(conn, principal.tenant, path_id(rule_id, "alert rule")):
             raise NotFound(f"no alert rule {rule_id}")
     return Response(status_code=204)

@@ -57,11 +57,6 @@ BAD_WINDOW = {422: "A parameter is invalid (`window` not one of 15m, 1h, 24h, 7d
 SCOPED = "Figures of the caller's tenant's jobs; a key with `cluster` sees every tenant's."
 
 
-def _tenant_of(principal: Principal) -> str | None:
-    # A `cluster` key reads across tenants (DESIGN §10).
-    return None if principal.can(Scope.CLUSTER) else principal.tenant
-
-
 @router.get(
     "/stats", response_model=Stats, operation_id="getStats", summary="Jobs by status and throughput",
     description=f"`totals`: jobs by status, the finished ones (completed, failed, cancelled) since the beginning, "
@@ -71,7 +66,7 @@ def _tenant_of(principal: Principal) -> str | None:
 )
 async def get_stats(deps: Deps, principal: Reader, window: WindowParam = DEFAULT_WINDOW) -> Response:
     """Totals by status and the window's per-queue figures."""
-    tenant, span = _tenant_of(principal), span_of(window)
+    tenant, span = principal.read_tenant, span_of(window)
     async with connection(deps.pool) as conn:
         rows = await store.window_figures(conn, tenant, span)
         live = await store.live(conn, tenant)
@@ -107,7 +102,7 @@ async def get_queue_metrics(
     )] = DEFAULT_TARGET_WAIT_S,
 ) -> Response:
     """The window's figures per queue, with backlog and capacity hints."""
-    tenant, span = _tenant_of(principal), span_of(window)
+    tenant, span = principal.read_tenant, span_of(window)
     async with connection(deps.pool) as conn:
         rows = await store.window_figures(conn, tenant, span)
         live = await store.live(conn, tenant)
@@ -130,7 +125,7 @@ async def get_job_type_metrics(
     """The window's figures per queue and job type, slowest first."""
     span = span_of(window)
     async with connection(deps.pool) as conn:
-        rows = await store.window_figures(conn, _tenant_of(principal), span, queue)
+        rows = await store.window_figures(conn, principal.read_tenant, span, queue)
     return JsonResponse({"items": figures.job_type_items(rows, limit)})
 
 
@@ -149,7 +144,7 @@ async def get_duration_histogram(
     """The summed duration histogram of the window."""
     span = span_of(window)
     async with connection(deps.pool) as conn:
-        rows = await store.window_figures(conn, _tenant_of(principal), span, queue, job_type)
+        rows = await store.window_figures(conn, principal.read_tenant, span, queue, job_type)
     return JsonResponse({"buckets": figures.histogram_buckets(rows)})
 
 
@@ -174,7 +169,7 @@ async def get_timeline(
     size = parse_step(step, window)
     starts = step_starts(window, size)
     async with connection(deps.pool) as conn:
-        found = await store.timeline(conn, _tenant_of(principal), queue, resolution_of(size), size,
+        found = await store.timeline(conn, principal.read_tenant, queue, resolution_of(size), size,
                                      starts[0], starts[-1] + size)
     items = []
     for at in starts:

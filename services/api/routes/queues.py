@@ -35,11 +35,6 @@ APPLIES = ("It applies to every dispatch after this request has answered, on eve
            "Answers the queue, as `GET /queues/{name}` does.")
 
 
-def _tenant_of(principal: Principal) -> str | None:
-    # A `cluster` key reads across tenants (DESIGN §10).
-    return None if principal.can(Scope.CLUSTER) else principal.tenant
-
-
 @router.get(
     "/queues", response_model=QueueList, operation_id="listQueues", summary="Queues with their figures and config",
     description="Every queue that has a config, or jobs (of the caller's tenant unless the key holds `cluster`), "
@@ -48,7 +43,7 @@ def _tenant_of(principal: Principal) -> str | None:
 )
 async def list_queues(deps: Deps, principal: Reader) -> Response:
     """Queues by name."""
-    return JsonResponse({"items": await read_queues(deps.pool, _tenant_of(principal))})
+    return JsonResponse({"items": await read_queues(deps.pool, principal.read_tenant)})
 
 
 @router.get(
@@ -57,14 +52,14 @@ async def list_queues(deps: Deps, principal: Reader) -> Response:
 )
 async def get_queue(name: QueueName, deps: Deps, principal: Reader) -> Response:
     """The queue's pause flag, config, counts by status, oldest waiting age and throughput."""
-    found = await read_queues(deps.pool, _tenant_of(principal), name)
+    found = await read_queues(deps.pool, principal.read_tenant, name)
     if not found:
         raise NotFound(f"no queue {name}")
     return JsonResponse(found[0])
 
 
 async def _answer(deps: Deps, principal: Principal, row: QueueRow) -> Response:
-    found = await read_queues(deps.pool, _tenant_of(principal), row.name)
+    found = await read_queues(deps.pool, principal.read_tenant, row.name)
     return JsonResponse(found[0])
 
 

@@ -11,10 +11,11 @@ from starlette.responses import Response
 
 from services.api.http.deps import Deps
 from services.api.http.openapi import json_body, problems
+from services.api.http.patches import patched
 from services.api.http.principal import require
-from services.api.http.problems import FieldError, NotFound
+from services.api.http.problems import NotFound
 from services.api.http.responses import JsonResponse
-from services.api.http.validation import parse_body
+from services.api.http.validation import parse_body, path_id
 from services.api.jobs.accept import accept_job
 from services.api.jobs.schedules import (
     ScheduleCreate,
@@ -22,7 +23,6 @@ from services.api.jobs.schedules import (
     SchedulePatch,
     ScheduleView,
     Triggered,
-    patched,
     plan_fire,
     schedule_view,
     template_of,
@@ -41,17 +41,9 @@ INVALID = {
 }
 
 
-def parse_schedule_id(raw: str) -> uuid.UUID:
-    """A path id; anything that is not a UUID names no schedule (404, like another tenant's id)."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"no schedule {raw}", errors=[FieldError("id", "not a UUID")]) from None
-
-
 async def _load(deps: Deps, tenant: str, schedule_id: str) -> tuple[Any, datetime]:
     """The tenant's schedule (404 when it has none by that id) and Postgres's `now()`."""
-    sid = parse_schedule_id(schedule_id)
+    sid = path_id(schedule_id, "schedule")
     async with connection(deps.pool) as conn:
         now = await store.db_now(conn)
         row = await store.get(conn, tenant, sid)
@@ -118,7 +110,7 @@ async def get_schedule(schedule_id: str, deps: Deps, principal: Admin) -> Respon
 )
 async def update_schedule(schedule_id: str, request: Request, deps: Deps, principal: Admin) -> Response:
     """Any subset of the fields; a new cron, zone or enabling starts the fire times afresh from now."""
-    sid = parse_schedule_id(schedule_id)
+    sid = path_id(schedule_id, "schedule")
     patch = await parse_body(request, SchedulePatch)
     async with transaction(deps.pool) as conn:
         now = await store.db_now(conn)
@@ -127,7 +119,7 @@ async def update_schedule(schedule_id: str, request: Request, deps: Deps, princi
             raise NotFound(f"no schedule {schedule_id}")
         current = {**row["job"], "name": row["name"], "cron": row["cron"], "timezone": row["timezone"],
                    "enabled": row["enabled"], "misfirePolicy": row["misfire_policy"]}
-        schedule = patched(current, patch)
+        schedule = patched(ScheduleCreate, current, patch)
         values = _values(schedule)
         plan_fire(values["job"], now=now, max_payload_bytes=deps.settings.max_payload_bytes)
         restart = (schedule.cron, schedule.timezone) != (row["cron"], row["timezone"]) or (
@@ -147,7 +139,7 @@ async def update_schedule(schedule_id: str, request: Request, deps: Deps, princi
 )
 async def delete_schedule(schedule_id: str, deps: Deps, principal: Admin) -> Response:
     """The schedule fires no more; the jobs it fired are untouched."""
-    sid = parse_schedule_id(schedule_id)
+    sid = path_id(schedule_id, "schedule")
     async with connection(deps.pool) as conn:
         if not await store.delete(conn, principal.tenant, sid):
             raise NotFound(f"no schedule {schedule_id}")

@@ -16,7 +16,7 @@ def test_lag_grows_while_a_batch_is_in_hand_and_holds_its_final_age_after() -> N
     lag.end()
     held = lag.seconds()
     assert 2.9 < held < 10
-    time.sleep(0.01)
+    time.sleep(0.01)  # the behaviour under test: once a batch ended, its age no longer grows with the clock
     assert lag.seconds() == held
     lag.begin([0])
     lag.end()
