@@ -118,15 +118,16 @@ class Executor:
         """Jobs whose handler has not finished: the ones a cancel flag can still stop."""
         return [i for i, rec in self._jobs.items() if rec.stop_reason is None and rec.handler_pending]
 
-    def start(self, leases: Sequence[Lease]) -> None:
-        """Run freshly leased jobs, each in its own owned task."""
+    def start(self, leases: Sequence[Lease], *, leased_at: float | None = None) -> None:
+        """Run freshly leased jobs, each in its own owned task; `leased_at`: monotonic time the pop was sent."""
+        valid_until = (time.monotonic() if leased_at is None else leased_at) + self._lease_s
         for lease in leases:
             previous = self._jobs.get(lease.job_id)
             if previous is not None:
                 # Our older lease on this job expired and we popped it again: the old one is void.
                 self._lose(previous)
             rec = self._record(lease)
-            rec.valid_until = time.monotonic() + self._lease_s
+            rec.valid_until = valid_until
             self._jobs[lease.job_id] = rec
             self._running += 1
             IN_FLIGHT.inc()

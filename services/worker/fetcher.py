@@ -105,11 +105,15 @@ class Fetcher:
         if not self._queues or count <= 0:
             return 0, 0
         self._pops += 1
+        # The leases run from before the pop was sent: a worker frozen between the pop and the
+        # start of its jobs (SIGSTOP, a long GC pause) must not count a lease as fresh that Redis
+        # may already have expired and handed to another worker.
+        asked = time.monotonic()
         taken = await self._dispatcher.take(
             self._queues, count, self._lease_ms, token_base=f"{self._worker_id}:{self._pops}"
         )
         if taken.leases:
-            self._executor.start(taken.leases)
+            self._executor.start(taken.leases, leased_at=asked)
         return len(taken.leases), taken.wait_ms
 
     async def _refresh(self) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -17,6 +17,7 @@ from fastapi import FastAPI, Response
 from deploy.local.servers import free_port
 from shared.dispatch.config import DispatchConfig
 from shared.dispatch.protocol import Dispatcher, JobRef, now_ms
+from shared.dispatch.records import Taken
 from shared.events import Envelope, EventType
 from shared.http_server import HttpServer
 from shared.models import JobSpec, RetryPolicy
@@ -66,6 +67,43 @@ async def test_a_worker_stopped_past_its_lease_reports_its_result_as_rejected_ne
     record = late.data["lateResult"]
     assert record["outcome"] in {"completed", "abandoned"} and record["rejected"] is True
     assert (record["reason"], record["workerId"]) == ("lease_lost", "w-stopped")
+
+
+async def test_a_worker_frozen_between_its_pop_and_the_start_cannot_complete_the_job(
+    worker_settings: WorkerSettingsFactory, dispatcher: Dispatcher, event_tap: JobEventTap,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The freeze lands after Redis answered the pop and before the executor holds the lease: no
+    # heartbeat covers it there. The lease must count from the pop, not from when the jobs start.
+    settings = worker_settings(worker_id="w-frozen", lease_ms=1000)
+    spec = job("noop")
+    take = Dispatcher.take
+    frozen, thawed = asyncio.Event(), asyncio.Event()
+
+    async def take_then_freeze(self: Dispatcher, queues: Sequence[str], count: int, lease_ms: int,
+                               token_base: str) -> Taken:
+        taken = await take(self, queues, count, lease_ms, token_base)
+        if token_base.startswith("w-frozen:") and taken.leases and not frozen.is_set():
+            frozen.set()
+            await thawed.wait()
+        return taken
+
+    monkeypatch.setattr(Dispatcher, "take", take_then_freeze)
+    async with running_worker(settings):
+        await dispatcher.push([(spec, 0)])
+        await asyncio.wait_for(frozen.wait(), timeout=10)
+        # As the scheduler does with a lease that expired before its attempt started: release it
+        # (fenced by its token) and hand the job out again at the same attempt, to another worker.
+        expired = await poll_until(lambda: dispatcher.expired(["q"]), timeout_s=10, every_s=0.05)
+        assert await dispatcher.release_each([x.lease for x in expired]) == [True]
+        await dispatcher.push([(spec, 0)])
+        other = await take(dispatcher, ["q"], 1, 30_000, "w-other:1")
+        assert [lease.job_id for lease in other.leases] == [spec.job_id]
+        thawed.set()
+        await event_tap.wait_for(lambda: bool(late_results(event_tap, spec)))
+    assert (C, 1) not in event_tap.kinds(spec.job_id)
+    [record] = [e.data["lateResult"] for e in late_results(event_tap, spec)]
+    assert (record["outcome"], record["rejected"], record["reason"]) == ("completed", True, "lease_lost")
 
 
 @pytest.mark.parametrize("run", range(3))
