@@ -123,13 +123,15 @@ def decode(raw: bytes, tenant: str = "default", trace_parent: str | None = None)
     """Parse an envelope from Kafka (tenant and trace come from its headers); raises pydantic.ValidationError
     (a ValueError) on junk."""
     envelope = Envelope.model_validate_json(raw)
-    update: dict[str, Any] = {}
+    # The model was made here and nobody else holds it yet, so the header fields are filled in
+    # in place: model_copy(update=...) copied the whole model first, which cost consumers more
+    # than the validation itself (thousands of events a second).
+    fields = envelope.__dict__
     if tenant != "default":
-        update["tenant"] = tenant
+        fields["tenant"] = tenant
     if trace_parent:
-        update["trace_parent"] = trace_parent
-    # One copy at most: consumers decode thousands of events a second.
-    return envelope.model_copy(update=update) if update else envelope
+        fields["trace_parent"] = trace_parent
+    return envelope
 
 
 TENANT_HEADER = "tenant"

@@ -29,44 +29,48 @@ RETENTION_DELETED = Counter(
 
 
 class Lag:
-    """How far recording is behind the stream: the age of the oldest record of the batch in hand.
+    """How far recording is behind the stream: the age of the oldest record of the batches in hand.
 
-    While a batch is being recorded the age keeps growing; between batches it holds the age the
+    While batches are being recorded the age keeps growing; between batches it holds the age the
     last batch's oldest record had when that batch was committed to Postgres (0 before any), until
-    a fetch finds nothing new: then recording is caught up, and the lag is 0.
+    a fetch finds nothing new with no batch in hand: then recording is caught up, and the lag is 0.
     """
 
     def __init__(self) -> None:
-        self._oldest_s: float | None = None
+        self._in_hand: dict[int, float | None] = {}  # batch -> its oldest record's time (epoch s)
+        self._batches = 0
         self._last_s = 0.0
 
-    def begin(self, timestamps_ms: Iterable[int]) -> None:
-        """A batch with these Kafka record timestamps (epoch ms; ≤ 0 means unknown) is in hand."""
+    def begin(self, timestamps_ms: Iterable[int]) -> int:
+        """A batch with these Kafka record timestamps (epoch ms; ≤ 0 means unknown) is in hand; its number."""
         known = [t for t in timestamps_ms if t > 0]
-        self._oldest_s = min(known) / 1000 if known else None
+        self._batches += 1
+        self._in_hand[self._batches] = min(known) / 1000 if known else None
+        return self._batches
 
-    def end(self) -> None:
-        """The batch in hand is recorded."""
-        if self._oldest_s is not None:
-            self._last_s = max(0.0, time.time() - self._oldest_s)
-        self._oldest_s = None
+    def end(self, batch: int) -> None:
+        """That batch is recorded (or given up, to be fetched again)."""
+        oldest = self._in_hand.pop(batch, None)
+        if oldest is not None:
+            self._last_s = max(0.0, time.time() - oldest)
 
     def idle(self) -> None:
-        """A fetch came back empty: nothing is waiting to be recorded."""
-        if self._oldest_s is None:
+        """A fetch came back empty: nothing is waiting to be recorded, unless a batch is still in hand."""
+        if not self._in_hand:
             self._last_s = 0.0
 
     def seconds(self) -> float:
         """The gauge's value now."""
-        if self._oldest_s is not None:
-            return max(0.0, time.time() - self._oldest_s)
+        known = [t for t in self._in_hand.values() if t is not None]
+        if known:
+            return max(0.0, time.time() - min(known))
         return self._last_s
 
 
 LAG = Lag()
 LAG_SECONDS = Gauge(
     "conveyor_analytics_lag_seconds",
-    "Age of the oldest record of the batch being recorded (between batches: that age when the last one"
+    "Age of the oldest record of the batches being recorded (between batches: that age when the last one"
     " committed; 0 once a fetch finds nothing new)",
 )
 LAG_SECONDS.set_function(LAG.seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -26,7 +27,10 @@ class ConsumerLoop:
 
     With `group_id=None` every partition is read (each notifier replica sees every event)
     and nothing is committed. `on_idle`, if given, is called whenever a fetch comes back empty
-    (the loop has caught up with its partitions).
+    (the loop has caught up with its partitions). With `in_flight` > 1, up to that many batches
+    are handled at once (the next one is fetched and begun while the last one still waits on its
+    database): for handlers whose batches commute; offsets are still committed in fetch order,
+    each only once its batch and every batch before it were handled.
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class ConsumerLoop:
         slow_topics: Sequence[str] = (),
         slow_interval_ms: int = 0,
         on_idle: IdleHook | None = None,
+        in_flight: int = 1,
     ) -> None:
         self._settings = settings
         self._topics = [events.topic_name(settings.kafka_topic_prefix, t) for t in topics]
@@ -52,6 +57,7 @@ class ConsumerLoop:
         self._reset = auto_offset_reset
         self._max_records = max_records
         self._on_idle = on_idle
+        self._in_flight = max(1, in_flight)
         self._commit_interval_s = commit_interval_s
         self._batch_interval_s = settings.kafka_batch_interval_ms / 1000
         self._pacer = FetchPacer(
@@ -108,9 +114,13 @@ class ConsumerLoop:
         # Offsets of processed batches, committed at most every commit_interval_s: a commit is a
         # broker round trip, and handlers are idempotent, so a crash only replays a short tail.
         pending: dict[object, int] = {}
+        # Batches being handled, oldest first, with the offsets their end allows to commit.
+        handling: deque[tuple[asyncio.Task[None], dict[object, int]]] = deque()
         last_commit = loop.time()
         try:
             while not self._stopping.is_set():
+                while handling and handling[0][0].done():
+                    pending.update(handling.popleft()[1])
                 fetched_at = loop.time()
                 self._pacer.resume_due(consumer, fetched_at)
                 # A stop cancels the fetch under way (and waits for it to unwind): nothing was handled yet.
@@ -121,8 +131,15 @@ class ConsumerLoop:
                     self.assigned.set()
                 if batches:
                     records = [r for part in batches.values() for r in part]
-                    await self._handle(records)
-                    pending.update({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+                    offsets: dict[object, int] = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
+                    if self._in_flight == 1:
+                        await self._handle(records)
+                        pending.update(offsets)
+                    else:
+                        while len(handling) >= self._in_flight:
+                            await handling[0][0]
+                            pending.update(handling.popleft()[1])
+                        handling.append((asyncio.create_task(self._handle(records), name="consumer-batch"), offsets))
                     # Under a steady trickle every fetch returns at once with a record or two; the
                     # broker's cost is per fetch, so wait a moment to let the next batch fill up.
                     # A full batch means a backlog: waiting would only cap the throughput.
@@ -136,7 +153,19 @@ class ConsumerLoop:
                     await self._commit(consumer, pending)
                     pending = {}
                     last_commit = now
+        except asyncio.CancelledError:
+            await _cancel_all(handling)
+            raise
         finally:
+            # A stop (or a broker error) lets the batches under way end first, as the loop would
+            # have before its next fetch; a cancel ends them with it.
+            try:
+                while handling:
+                    await handling[0][0]
+                    pending.update(handling.popleft()[1])
+            except asyncio.CancelledError:
+                await _cancel_all(handling)
+                raise
             if pending and self._group_id is not None:
                 await self._commit(consumer, pending)
 
@@ -193,6 +222,13 @@ def decode_records_with_values(records: Sequence[ConsumerRecord]) -> list[tuple[
         except ValueError as exc:
             log.error("skipping undecodable record %s:%s@%s: %s", record.topic, record.partition, record.offset, exc)
     return out
+
+
+async def _cancel_all(handling: deque[tuple[asyncio.Task[None], dict[object, int]]]) -> None:
+    for task, _ in handling:
+        task.cancel()
+    await asyncio.gather(*(task for task, _ in handling), return_exceptions=True)
+    handling.clear()
 
 
 async def _quiet_stop(consumer: AIOKafkaConsumer) -> None:

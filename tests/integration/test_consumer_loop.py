@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from shared.kafka.consumer import ConsumerLoop
+from shared.settings import CommonSettings
 from tests.fixtures.polling import eventually
 from tests.fixtures.resources import SettingsFactory
 
@@ -87,3 +89,100 @@ async def test_a_backlog_is_read_without_waiting_between_full_batches(
         loop.stop()
         await asyncio.wait_for(task, 15)
     assert sorted(got) == list(range(300))
+
+
+async def _produce(kafka_bootstrap: str, topic: str, n: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        await asyncio.gather(*(producer.send_and_wait(topic, str(i).encode()) for i in range(n)))
+    finally:
+        await producer.stop()
+
+
+async def _read_all(settings: CommonSettings, group: str, n: int) -> list[int]:
+    """Every record a fresh member of `group` is given until `n` distinct values were seen (its redeliveries)."""
+    got: list[int] = []
+
+    async def collect(records: list[ConsumerRecord]) -> None:
+        got.extend(int(r.value) for r in records)
+
+    loop = ConsumerLoop(settings, topics=[FAST], group_id=group, handler=collect, client_id="reader")
+    task = asyncio.create_task(loop.run())
+    try:
+        await eventually(lambda: len(set(got)), lambda distinct: distinct >= n)
+    finally:
+        loop.stop()
+        await asyncio.wait_for(task, 15)
+    return got
+
+
+async def test_batches_in_flight_overlap_but_offsets_commit_only_in_fetch_order(
+    kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str], service_settings: SettingsFactory
+) -> None:
+    settings = service_settings(kafka_batch_interval_ms=0, kafka_fetch_max_wait_ms=20)
+    await _produce(kafka_bootstrap, kafka_topics[FAST], 60)
+    group = f"{topic_prefix}in-flight"
+    gate = asyncio.Event()
+    batches: list[list[int]] = []
+    finished: list[list[int]] = []
+    running = most = 0
+
+    async def handler(records: list[ConsumerRecord]) -> None:
+        nonlocal running, most
+        values = [int(r.value) for r in records]
+        batches.append(values)
+        running += 1
+        most = max(most, running)
+        try:
+            if len(batches) == 1:
+                await gate.wait()  # the first batch waits (on its database, say)
+            finished.append(values)
+        finally:
+            running -= 1
+
+    loop = ConsumerLoop(settings, topics=[FAST], group_id=group, handler=handler, client_id="in-flight",
+                        max_records=10, commit_interval_s=0.0, in_flight=2)
+    task = asyncio.create_task(loop.run())
+    try:
+        # The second batch is handled while the first still waits; a third waits for the first.
+        await eventually(lambda: len(finished), lambda n: n >= 1)
+        await asyncio.sleep(0.5)  # room for a wrongly started third batch to show
+        assert (most, len(batches), finished) == (2, 2, [batches[1]])
+    finally:
+        task.cancel()  # a hard stop: the waiting batch is cancelled, never committed
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # The second batch ended, but behind the unfinished first: neither was committed.
+    again = await _read_all(settings, group, 60)
+    assert set(batches[0]) | set(batches[1]) <= set(again[:20])
+    assert sorted(set(again)) == list(range(60))
+
+
+async def test_a_stop_lets_the_batches_in_flight_end_and_commits_them(
+    kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, str], service_settings: SettingsFactory
+) -> None:
+    settings = service_settings(kafka_batch_interval_ms=0, kafka_fetch_max_wait_ms=20)
+    await _produce(kafka_bootstrap, kafka_topics[FAST], 40)
+    group = f"{topic_prefix}in-flight-stop"
+    gate = asyncio.Event()
+    seen: list[int] = []
+
+    async def handler(records: list[ConsumerRecord]) -> None:
+        seen.extend(int(r.value) for r in records)
+        await gate.wait()
+
+    loop = ConsumerLoop(settings, topics=[FAST], group_id=group, handler=handler, client_id="in-flight-stop",
+                        max_records=10, in_flight=2)
+    task = asyncio.create_task(loop.run())
+    await eventually(lambda: len(seen), lambda n: n >= 20)
+    loop.stop()
+    await asyncio.sleep(0.2)
+    assert not task.done(), "a stop waits for the batches under way"
+    gate.set()
+    await asyncio.wait_for(task, 15)
+    # (a batch fetched before the stop is handled too, as without batches in flight)
+    assert len(seen) in (20, 30) and len(set(seen)) == len(seen)
+    # What the stopped loop handled was committed: the next member of the group gets only the rest.
+    again = await _read_all(settings, group, 40 - len(seen))
+    assert sorted(set(again)) == sorted(set(range(40)) - set(seen))
