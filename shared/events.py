@@ -12,6 +12,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from shared.ids import new_id
+
 SCHEMA_VERSION = 1
 
 
@@ -81,7 +83,7 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    event_id: uuid.UUID = Field(default_factory=new_id)
     type: EventType
     schema_version: int = SCHEMA_VERSION
     occurred_at: datetime = Field(default_factory=utcnow)
@@ -144,6 +146,17 @@ def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None
         if key == name:
             return value.decode(errors="replace")
     return None
+
+
+def decode_record(raw: bytes, headers: Sequence[tuple[str, bytes]] | None) -> Envelope:
+    """An envelope from a Kafka record's value and headers (tenant, traceparent), read in one pass."""
+    tenant, trace = "default", None
+    for key, value in headers or ():
+        if key == TENANT_HEADER:
+            tenant = value.decode(errors="replace")
+        elif key == TRACE_HEADER:
+            trace = value.decode(errors="replace")
+    return decode(raw, tenant, trace)
 
 
 def tenant_of(headers: Sequence[tuple[str, bytes]] | None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from shared import events
+from shared.ids import new_id
 from shared.kafka.producer import OutgoingMessage
 from shared.telemetry import inject_headers
 
@@ -36,7 +37,7 @@ def document(kind: str, worker_id: str, data: dict[str, Any], *, at: datetime,
              event_id: uuid.UUID | None = None) -> dict[str, Any]:
     """The JSON of one worker event: `data` holds `workerId` first, then what the caller knows."""
     return {
-        "eventId": str(event_id or uuid.uuid4()),
+        "eventId": str(event_id or new_id()),
         "type": kind,
         "schemaVersion": events.SCHEMA_VERSION,
         "occurredAt": at.isoformat(),

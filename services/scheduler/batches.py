@@ -11,6 +11,7 @@ import orjson
 from services.scheduler.store import batches as store
 from services.scheduler.txn import Effects
 from shared import events
+from shared.ids import new_id
 from shared.kafka.producer import OutgoingMessage
 from shared.telemetry import inject_headers
 
@@ -18,7 +19,7 @@ from shared.telemetry import inject_headers
 def completed_message(batch: store.CompletedBatch) -> OutgoingMessage:
     """The event of DESIGN §5 Batches: keyed by batch id; jobId, queue, jobType and attempt null."""
     doc = {
-        "eventId": str(uuid.uuid4()),
+        "eventId": str(new_id()),
         "type": events.BATCH_COMPLETED,
         "schemaVersion": events.SCHEMA_VERSION,
         "occurredAt": batch.completed_at.isoformat(),

@@ -24,6 +24,7 @@ from services.scheduler.store import schedules as store
 from services.scheduler.txn import Committer
 from shared.cron import CronError, iter_fire_times, next_fire, previous_fire, zone
 from shared.events import Envelope, EventType
+from shared.ids import new_id
 from shared.telemetry import job_traceparent
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class CronFirer:
                     await store.advance(conn, row["id"], None, fired_at=None, skipped=0, last_skipped=None)
                     continue
                 for fire_at in fires.fire_at:
-                    job_id, trace = uuid.uuid4(), job_traceparent()
+                    job_id, trace = new_id(), job_traceparent()
                     key = idempotency_key(row["id"], fire_at)
                     max_attempts = await store.insert_fired_job(conn, row["tenant"], job_id, row["job"], key, trace)
                     if max_attempts is not None:

@@ -217,8 +217,7 @@ def decode_records_with_values(records: Sequence[ConsumerRecord]) -> list[tuple[
     out: list[tuple[events.Envelope, bytes]] = []
     for record in records:
         try:
-            trace = events.header(record.headers, events.TRACE_HEADER)
-            out.append((events.decode(record.value, events.tenant_of(record.headers), trace), record.value))
+            out.append((events.decode_record(record.value, record.headers), record.value))
         except ValueError as exc:
             log.error("skipping undecodable record %s:%s@%s: %s", record.topic, record.partition, record.offset, exc)
     return out

@@ -74,3 +74,16 @@ def test_every_event_type_has_the_rank_of_the_staleness_rule() -> None:
 def test_the_tenant_travels_in_a_header() -> None:
     assert events.tenant_of([("tenant", b"acme")]) == "acme"
     assert events.tenant_of(None) == "default"
+
+
+def test_a_record_decodes_with_the_tenant_and_trace_of_its_headers() -> None:
+    envelope = events.Envelope(type=events.EventType.STARTED, job_id=uuid.uuid4(), queue="q", job_type="noop")
+    raw = events.encode(envelope)
+    decoded = events.decode_record(raw, [("traceparent", b"00-abc-def-01"), ("tenant", b"acme")])
+    assert (decoded.tenant, decoded.trace_parent) == ("acme", "00-abc-def-01")
+    assert decoded.model_dump(exclude={"tenant", "trace_parent"}) == envelope.model_dump(
+        exclude={"tenant", "trace_parent"})
+    plain = events.decode_record(raw, None)
+    assert (plain.tenant, plain.trace_parent) == ("default", None)
+    # The header fields go on the decoded copy only; the wire form never carries them.
+    assert "tenant" not in orjson.loads(events.encode(decoded))

@@ -17,6 +17,7 @@ from services.api.queues.admission import QueueFull, check_room
 from services.api.store import batches, job_reads, job_writes
 from services.api.store.connections import connection, transaction
 from shared import outbox
+from shared.ids import new_id
 from shared.models import JobStatus
 from shared.outbox import NOTHING, Outgoing
 from shared.telemetry import job_traceparent
@@ -94,7 +95,7 @@ async def accept_batch(
 
     `max_lengths`: of the batch's queues that have one; the batch must fit in each (else QueueFull).
     """
-    batch_id = uuid.uuid4()
+    batch_id = new_id()
     jobs = plan.jobs
     async with transaction(pool) as conn:
         if plan.external:

@@ -10,6 +10,7 @@ from datetime import datetime
 from services.api.http.problems import ApiError, FieldError, PayloadTooLarge, ValidationFailed
 from services.api.jobs.job_plan import NewJob, plan_job
 from services.api.jobs.schemas import BatchSubmission
+from shared.ids import new_id
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def plan_batch(
             else:
                 keys[job.idempotency_key] = i
 
-    ids = [uuid.uuid4() for _ in batch.jobs]
+    ids = [new_id() for _ in batch.jobs]
     edges: dict[int, set[int]] = {}
     external: dict[uuid.UUID, list[int]] = defaultdict(list)
     resolved: list[list[uuid.UUID]] = []

@@ -8,6 +8,7 @@ from typing import Any
 
 from services.api.jobs.job_plan import NewJob
 from shared.events import SCHEMA_VERSION, Envelope, EventType, utcnow
+from shared.ids import new_id
 from shared.telemetry import job_traceparent
 
 
@@ -45,7 +46,7 @@ def submitted_event(
     """The `submitted` envelope (attempt 0) of a new job; it starts the job's trace unless one is given."""
     # model_construct: every value is already validated and typed, and batches build thousands of these.
     return Envelope.model_construct(
-        event_id=uuid.uuid4(),
+        event_id=new_id(),
         type=EventType.SUBMITTED,
         schema_version=SCHEMA_VERSION,
         occurred_at=utcnow(),

@@ -13,6 +13,7 @@ import orjson
 
 from services.api.http.problems import FieldError, PayloadTooLarge, ValidationFailed
 from services.api.jobs.schemas import JobFields
+from shared.ids import new_id
 from shared.models import DEFAULT_MAX_ATTEMPTS, RetryPolicy
 
 # Postgres text and jsonb cannot hold U+0000; orjson writes it as the escape \u0000 (after an even
@@ -103,7 +104,7 @@ def plan_job(
     """
     key = idempotency_key or fields.idempotency_key
     return NewJob(
-        id=job_id or uuid.uuid4(),
+        id=job_id or new_id(),
         queue=fields.queue,
         job_type=fields.job_type,
         priority=fields.priority,

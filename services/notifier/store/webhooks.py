@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.ids import new_id
+
 JOB_CALLBACKS = "SELECT id, tenant, callback_url FROM jobs WHERE id = ANY($1::uuid[]) AND callback_url IS NOT NULL"
 BATCH_CALLBACKS = (
     "SELECT id, tenant, callback_url FROM job_batches WHERE id = ANY($1::uuid[]) AND callback_url IS NOT NULL"
@@ -96,7 +98,7 @@ async def enqueue(pool: asyncpg.Pool, deliveries: Sequence[NewDelivery]) -> None
     if not deliveries:
         return
     await pool.executemany(ENQUEUE, [
-        (uuid.uuid4(), d.tenant, d.job_id, d.batch_id, d.event_type, d.event_id, d.url, d.body,
+        (new_id(), d.tenant, d.job_id, d.batch_id, d.event_type, d.event_id, d.url, d.body,
          "pending" if d.refused is None else "failed", [] if d.refused is None else [d.refused])
         for d in deliveries
     ])
