@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, control, dashboard, fanout, metrics_routes, scenarios, scheduled, timing
+from bench import analytics_lag, cluster, control, dashboard, fanout, metrics_routes, scenarios, scheduled, timing
 from shared.settings import WorkerSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -87,6 +87,12 @@ async def throughput(c: cluster.Cluster, quick: bool, only: frozenset[str]) -> d
         out["analyticsLagS"] = lag.figures(split_at=began + out["endToEnd"]["submitSeconds"])
         out["endToEnd"]["cpuMsPerJob"] = cpu_ms_per_job(before, out["endToEnd"]["jobs"])
         print(f"  {out['endToEnd']}\n  analyticsLagS: {out['analyticsLagS']}", flush=True)
+        await asyncio.sleep(5)
+    if "analyticsLagS" in only and out["analyticsLagS"].get("available", True):
+        print("analytics lag at the workers' peak pace (a backlog released at once) ...", flush=True)
+        peak = await scheduled.guarded("workerPeak", analytics_lag.worker_peak(c, int(30000 * scale)))
+        out["analyticsLagS"]["workerPeak"] = peak
+        print(f"  workerPeak: {peak}", flush=True)
         await asyncio.sleep(5)
     if "endToEndScheduled" in only:
         print("end to end with priorities, fairness and rate keys, fan-ins ...", flush=True)

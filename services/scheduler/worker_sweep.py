@@ -19,13 +19,11 @@ from redis.asyncio import Redis
 
 from services.scheduler.txn import Committer
 from shared import worker_events
-from shared.dispatch.keys import Keys
+from shared.dispatch.keys import GONE_LISTED_MS, Keys
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 2.0
-# As long as the api lists a gone worker (services/api/store/workers.py GONE_LISTED_MS); pruned after.
-GONE_LISTED_MS = 10 * 60 * 1000
 EVENT_NAMESPACE = uuid.UUID("0f5d8a8e-3c1b-4e0f-9a57-6d2b7c9e4f10")
 
 

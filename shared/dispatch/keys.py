@@ -17,6 +17,9 @@ PRIORITY_SHIFT = 2**49
 MAX_PRIORITY = 10
 # The virtual-time step of one job of weight 1 (a key of weight w steps UNIT // w).
 FAIR_UNIT = 1000
+# How long a worker that stopped heartbeating stays in the `workers` zset: GET /workers lists it
+# `gone` that long after its last heartbeat (api), then the scheduler's sweep prunes it.
+GONE_LISTED_MS = 10 * 60 * 1000
 
 
 def ready_base(priority: int) -> int:

@@ -15,6 +15,7 @@ from services.api.http.principal import require
 from services.api.http.responses import JsonResponse
 from services.api.store import workers
 from shared.auth.principal import Principal, Scope
+from shared.dispatch.keys import GONE_LISTED_MS
 from shared.models import CamelModel
 
 router = APIRouter(prefix="/api/v1", tags=["workers"])
@@ -25,7 +26,7 @@ LIST_DESCRIPTION = f"""Every worker in the registry the workers keep in Redis, o
 
 - `status`: `active` while it heartbeats; `draining` once it is stopping (it finishes its jobs and
   takes no new ones); `gone` when it stopped heartbeating (killed, frozen, cut off) for longer than
-  its lease. A gone worker stays listed for {workers.GONE_LISTED_MS // 60000} minutes after its last heartbeat,
+  its lease. A gone worker stays listed for {GONE_LISTED_MS // 60000} minutes after its last heartbeat,
   with `workerId` and `lastHeartbeatAt` only (`host`, `pid`, `concurrency`, `startedAt` null,
   `queues` and `running` empty): its jobs are requeued when their leases expire. A worker that
   stops cleanly leaves the list at once.

@@ -18,12 +18,12 @@ import orjson
 from redis.exceptions import RedisError
 
 from services.api.http.problems import ServiceUnavailable
+from shared.dispatch.keys import GONE_LISTED_MS
 from shared.dispatch.protocol import Dispatcher
 
 REDIS_CALL_TIMEOUT_S = 2.0
 # How long a worker that stopped heartbeating stays listed as `gone` (long enough to be noticed on
 # the dashboard); the zset keeps it longer, the list leaves it out.
-GONE_LISTED_MS = 10 * 60 * 1000
 # A worker serving every queue, including those created after it started.
 ALL_QUEUES = "*"
 STATUS_OF_ENTRY = {"running": "active", "draining": "draining"}

@@ -13,12 +13,12 @@ import httpx
 from deploy.local.servers import free_port
 from services.api.http.app import create_app
 from services.api.http.deps import ApiDeps
-from services.api.store.workers import GONE_LISTED_MS
 from services.worker.executor import Executor
 from services.worker.heartbeat import Heartbeat
 from services.worker.service import WorkerService
 from shared.auth.keys import create_api_key
 from shared.auth.principal import DEFAULT_TENANT, Scope
+from shared.dispatch.keys import GONE_LISTED_MS
 from shared.dispatch.protocol import Dispatcher, connect, now_ms
 from shared.models import JobSpec
 from shared.settings import WorkerSettings

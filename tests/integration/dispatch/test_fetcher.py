@@ -29,7 +29,7 @@ class Slots:
     async def wait_for_slot(self) -> None:
         await asyncio.sleep(3600)
 
-    def start(self, leases: Sequence[Lease]) -> None:
+    def start(self, leases: Sequence[Lease], *, leased_at: float | None = None) -> None:
         self.started += leases
         asyncio.get_running_loop().create_task(self.dispatcher.release(leases))
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from services.scheduler.worker_sweep import GONE_LISTED_MS
+from shared.dispatch.keys import GONE_LISTED_MS
 from shared.dispatch.protocol import now_ms
 from tests.fixtures.polling import eventually
 from tests.integration.scheduler.conftest import Harness
