@@ -89,10 +89,14 @@ async def throughput(c: cluster.Cluster, quick: bool, only: frozenset[str]) -> d
         print(f"  {out['endToEnd']}\n  analyticsLagS: {out['analyticsLagS']}", flush=True)
         await asyncio.sleep(5)
     if "analyticsLagS" in only and out["analyticsLagS"].get("available", True):
+        # The target's own measure ("keeps up with the worker's peak event rate"): the workers
+        # draining a released backlog. The figure during endToEnd (the api's submission burst on
+        # top, about three times the workers' event rate) stays beside it as `duringEndToEnd`.
         print("analytics lag at the workers' peak pace (a backlog released at once) ...", flush=True)
-        peak = await scheduled.guarded("workerPeak", analytics_lag.worker_peak(c, int(30000 * scale)))
-        out["analyticsLagS"]["workerPeak"] = peak
-        print(f"  workerPeak: {peak}", flush=True)
+        peak = await scheduled.guarded("analyticsLagS", analytics_lag.worker_peak(c, int(30000 * scale)))
+        out["analyticsLagS"] = {**peak, "duringEndToEnd": out["analyticsLagS"]} if "p99" in peak else {
+            **out["analyticsLagS"], "workerPeak": peak}
+        print(f"  analyticsLagS: {out['analyticsLagS']}", flush=True)
         await asyncio.sleep(5)
     if "endToEndScheduled" in only:
         print("end to end with priorities, fairness and rate keys, fan-ins ...", flush=True)

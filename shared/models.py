@@ -98,6 +98,10 @@ class ErrorInfo(CamelModel):
 class JobSpec(CamelModel):
     """What the scheduler hands a worker through Redis: everything needed to run one attempt."""
 
+    # Fields a newer scheduler adds are ignored, not refused: during a rolling deploy an older
+    # worker still runs the jobs a newer scheduler queued (it only lacks what the field adds).
+    model_config = ConfigDict(extra="ignore")
+
     job_id: uuid.UUID
     tenant: str = "default"
     queue: str
