@@ -17,3 +17,7 @@ SLOW_DISCONNECTS = Counter(
 )
 UNDECODABLE = Counter("conveyor_notifier_records_undecodable_total", "Kafka records that could not be parsed")
 AUTH_REJECTED = Counter("conveyor_notifier_auth_rejected_total", "Stream handshakes refused", ["reason"])
+WEBHOOKS_EXPIRED = Counter(
+    "conveyor_notifier_webhook_deliveries_expired_total",
+    "Finished webhook deliveries deleted by the retention pass (WEBHOOK_RETENTION_DAYS)",
+)

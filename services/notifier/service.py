@@ -30,6 +30,7 @@ from services.notifier.stats import QueueStats, run_ticker
 from services.notifier.webhook_intake import GROUP as WEBHOOK_GROUP
 from services.notifier.webhook_intake import TOPICS as WEBHOOK_TOPICS
 from services.notifier.webhook_intake import UrlPolicy, WebhookIntake
+from services.notifier.webhook_retention import WebhookRetention
 from services.notifier.webhook_sender import WebhookSender
 from shared import events
 from shared.db.pool import close_pool, pool_for
@@ -116,6 +117,7 @@ class NotifierService(BaseService):
         )
         self.spawn("webhook-consumer", self._webhook_consumer.run(), drain=self._webhook_consumer.stop)
         self.spawn("webhook-sender", self._sender.run(), drain=self._sender.stop)
+        self.spawn("webhook-retention", WebhookRetention(pool, s, self.stopping).run(), drain=True)
 
     @property
     def webhook_consumer(self) -> ConsumerLoop | None:

@@ -42,3 +42,8 @@ class NotifierServiceSettings(NotifierSettings):
     webhook_poll_s: float = Field(default=1.0, gt=0)
     # Comma-separated host names callbacks may go to (`*.example.com` covers subdomains); empty: any.
     webhook_allowed_hosts: str = ""
+    # Finished deliveries (delivered or failed) are deleted this many days after their last try (0:
+    # kept), in batches of `webhook_retention_batch_rows`, one pass every `webhook_retention_interval_s`.
+    webhook_retention_days: int = Field(default=30, ge=0)
+    webhook_retention_interval_s: float = Field(default=3600.0, gt=0)
+    webhook_retention_batch_rows: int = Field(default=5000, ge=1)

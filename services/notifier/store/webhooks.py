@@ -1,10 +1,11 @@
-"""Webhook deliveries in Postgres: who has a callback, enqueue once per (event, url), claim, record a try."""
+"""Webhook deliveries in Postgres: who has a callback, enqueue once per (event, url), claim, record a try, expire."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -102,6 +103,22 @@ async def enqueue(pool: asyncpg.Pool, deliveries: Sequence[NewDelivery]) -> None
          "pending" if d.refused is None else "failed", [] if d.refused is None else [d.refused])
         for d in deliveries
     ])
+
+
+# Retention: finished deliveries past their age, oldest first, a short batch at a time, through the
+# partial index of migration 0011; rows another statement holds are skipped.
+DELETE_FINISHED = """
+DELETE FROM webhook_deliveries WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM webhook_deliveries
+    WHERE state <> 'pending' AND updated_at < $1
+    ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED))
+"""
+
+
+async def delete_finished(pool: asyncpg.Pool, before: datetime, limit: int, *, timeout_s: float) -> int:
+    """Delete up to `limit` delivered or failed deliveries last tried before `before`; how many went."""
+    status: str = await pool.execute(DELETE_FINISHED, before, limit, timeout=timeout_s)
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def claim_due(pool: asyncpg.Pool, limit: int, lease_s: float) -> list[DueDelivery]:
