@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -41,3 +41,18 @@ async def unless(event: asyncio.Event, awaitable: Awaitable[T]) -> tuple[bool, T
     if work in done:
         return True, work.result()
     return False, None
+
+
+async def set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `event`; True as soon as it is set, False when the time is up."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def every(interval_s: float, stopping: asyncio.Event) -> AsyncIterator[None]:
+    """One turn per `interval_s` (the first after one interval) until `stopping` is set."""
+    while not await set_within(stopping, interval_s):
+        yield

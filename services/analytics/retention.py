@@ -17,6 +17,7 @@ import asyncpg
 from services.analytics import metrics, sql
 from shared.events import utcnow
 from shared.settings import AnalyticsSettings
+from shared.waiting import every, set_within
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class RetentionCleaner:
 
     async def run(self) -> None:
         """Pass after pass; a failed pass (Postgres away) is logged and tried again next interval."""
-        while not await self._stopped_within(self._interval_s):
+        async for _ in every(self._interval_s, self._stopping):
             try:
                 deleted = await self.clean_once()
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
@@ -85,7 +86,7 @@ class RetentionCleaner:
             n = await sql.delete_expired(conn, table, before, self._batch, timeout_s=self._timeout_s)
             total += n
             metrics.RETENTION_DELETED.labels(table).inc(n)
-            if n < self._batch or await self._stopped_within(self._pause_s):
+            if n < self._batch or await set_within(self._stopping, self._pause_s):
                 return total
 
     async def _unlock(self, conn: asyncpg.Connection) -> None:
@@ -95,11 +96,3 @@ class RetentionCleaner:
             # The lock is the session's: a connection that cannot unlock must not go back to the pool.
             conn.terminate()
             raise
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        """Wait up to `seconds`; True as soon as the service is stopping."""
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True

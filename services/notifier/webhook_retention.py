@@ -17,6 +17,7 @@ from services.notifier import metrics
 from services.notifier.settings import NotifierServiceSettings
 from services.notifier.store import webhooks as store
 from shared.events import utcnow
+from shared.waiting import every, set_within
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class WebhookRetention:
         """Pass after pass; a failed pass (Postgres away) is logged and tried again next interval."""
         if not self._age:
             return  # kept for good
-        while not await self._stopped_within(self._interval_s):
+        async for _ in every(self._interval_s, self._stopping):
             try:
                 deleted = await self.clean_once()
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
@@ -56,12 +57,5 @@ class WebhookRetention:
             n = await store.delete_finished(self._pool, before, self._batch, timeout_s=self._timeout_s)
             total += n
             metrics.WEBHOOKS_EXPIRED.inc(n)
-            if n < self._batch or await self._stopped_within(BATCH_PAUSE_S):
+            if n < self._batch or await set_within(self._stopping, BATCH_PAUSE_S):
                 return total
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
