@@ -36,7 +36,7 @@ def build_app(hub: Hub, pool: PoolSource, settings: NotifierServiceSettings, rea
     )
     add_health_routes(app, ready)
     limits = Limits(max_replay=settings.resume_max_events, max_batch_jobs=settings.max_batch_jobs,
-                    timeout_s=settings.resume_timeout_s)
+                    timeout_s=settings.resume_timeout_s, settle_s=settings.resume_settle_s)
     streams = Streams(hub, pool, limits)
 
     @app.websocket("/ws")

@@ -78,6 +78,8 @@ class Hub:
         self._all: dict[str, set[Subscriber]] = {}
         self._tenants_of_queue: dict[str, set[str]] = {}  # who has jobs in a queue (seen on the stream)
         self.ring = EventRing(ring_size)
+        # When (time.monotonic()) the consumer began feeding the ring: it holds nothing from before.
+        self.live_since: float | None = None
 
     def __len__(self) -> int:
         return len(self._subscribers)

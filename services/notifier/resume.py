@@ -13,7 +13,9 @@ replica sent its clients; exact for a client that was on it). Otherwise the audi
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,7 @@ class Limits:
     max_replay: int
     max_batch_jobs: int
     timeout_s: float
+    settle_s: float = 0.0  # see NotifierServiceSettings.resume_settle_s
 
 
 @dataclass(slots=True)
@@ -103,6 +106,7 @@ async def prepare(hub: Hub, pool: asyncpg.Pool, sub: Subscriber, targets: tuple[
             opening.batch_jobs[t.value] = frozenset(jobs)
     if since is None or _held(hub, sub, since) is not None:
         return opening
+    await _settle(hub, limits)
     position = await sql.event_position(pool, since, timeout_s=limits.timeout_s)
     if position is None or position.tenant != sub.tenant:
         raise ResumeRefused(UNKNOWN_SINCE, since, "this event is neither among the notifier's recent events nor in "
@@ -124,6 +128,19 @@ async def prepare(hub: Hub, pool: asyncpg.Pool, sub: Subscriber, targets: tuple[
     opening.audited = list(audited.values())
     opening.after = (position.occurred_at.timestamp(), since)
     return opening
+
+
+async def _settle(hub: Hub, limits: Limits) -> None:
+    """In a replica's first seconds, wait until the audit log has caught up with what came before its ring.
+
+    The ring starts with the first event after the replica began reading; an event a moment older is
+    the audit log's to replay, and analytics writes it ~0.5-1 s later. Read before that, it would be
+    in neither: a gap.
+    """
+    began = hub.live_since
+    wait = limits.settle_s if began is None else began + limits.settle_s - time.monotonic()
+    if wait > 0:
+        await asyncio.sleep(wait)
 
 
 def _too_old(since: str, limits: Limits) -> ResumeRefused:

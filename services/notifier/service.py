@@ -89,6 +89,7 @@ class NotifierService(BaseService):
             auto_offset_reset="latest",
         )
         self.spawn("consumer", self._consumer.run(), drain=self._consumer.stop)
+        self.spawn("live-since", self._mark_live(self._consumer), drain=False)
         if s.queue_stats_enabled:
             ticker = run_ticker(self.stats, self.hub.deliver, s.queue_stats_interval_s, self.stopping)
             self.spawn("queue-stats", ticker, drain=True)
@@ -118,6 +119,11 @@ class NotifierService(BaseService):
         self.spawn("webhook-consumer", self._webhook_consumer.run(), drain=self._webhook_consumer.stop)
         self.spawn("webhook-sender", self._sender.run(), drain=self._sender.stop)
         self.spawn("webhook-retention", WebhookRetention(pool, s, self.stopping).run(), drain=True)
+
+    async def _mark_live(self, consumer: ConsumerLoop) -> None:
+        """Note when the ring began to fill (resume settles on it: services/notifier/resume.py)."""
+        await consumer.assigned.wait()
+        self.hub.live_since = time.monotonic()
 
     @property
     def webhook_consumer(self) -> ConsumerLoop | None:

@@ -24,6 +24,11 @@ class NotifierServiceSettings(NotifierSettings):
     event_ring: int = Field(default=20_000, ge=100)
     resume_max_events: int = Field(default=20_000, ge=1)
     resume_timeout_s: float = Field(default=5.0, gt=0)
+    # The ring holds what came after the replica began reading (the newest offsets at its start); what
+    # came before is the audit log's, which analytics writes ~0.5-1 s behind. A resume through the audit
+    # log in a replica's first seconds waits until this long after it began reading, so nothing falls
+    # between the two.
+    resume_settle_s: float = Field(default=3.0, ge=0)
     max_batch_jobs: int = Field(default=100_000, ge=1)
     # queue_stats: at most one message per queue per interval (DESIGN §7: at most once a second).
     queue_stats_interval_s: float = Field(default=1.0, ge=1.0)

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from services.analytics.recorder import EventRecorder
 from services.analytics.service import AnalyticsService
 from services.notifier.service import NotifierService
 from shared.events import Envelope
@@ -163,3 +164,29 @@ async def test_resume_on_another_replica_reads_the_audit_log_and_its_own_recent_
             await assert_quiet(ws, 0.5)
     got = _ids(before + after)
     assert got == [str(e.event_id) for e in first + second]  # all, once, in the order they happened
+
+
+async def test_a_resume_in_a_replicas_first_seconds_waits_for_the_audit_log_to_catch_up(
+    start_notifier: NotifierFactory, producer: EventProducer, db_pool: asyncpg.Pool
+) -> None:
+    """An event from just before a replica began reading is in neither its ring nor, for a moment, the
+    audit log: a client resuming through it then must wait for analytics, not skip the event."""
+    seen, missed = mixed_events(QUEUE, 2)
+    recorder = EventRecorder(db_pool)
+    await recorder.record([seen])  # what the client saw last: long recorded
+    await producer.publish_events([missed])  # before the replica starts: never in its ring
+
+    async def analytics_a_second_late() -> None:
+        await asyncio.sleep(1.0)  # the behaviour under test: the audit log is a second behind the stream
+        await recorder.record([missed])
+
+    async with start_notifier(auth_required=False) as fresh:
+        late = asyncio.create_task(analytics_a_second_late())
+        try:
+            async with client(fresh) as ws:
+                reply = await request(ws, {"type": "subscribe", "queue": QUEUE, "since": str(seen.event_id)})
+                assert (reply["type"], reply["replayed"]) == ("subscribed", 1)
+                assert (await recv(ws))["eventId"] == str(missed.event_id)
+                await assert_quiet(ws, 0.5)
+        finally:
+            await late
