@@ -19,6 +19,8 @@ from shared.waiting import unless
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+# The next offset to read, by partition.
+Offsets = dict[TopicPartition, int]
 IdleHook = Callable[[], None]
 
 
@@ -26,7 +28,9 @@ class ConsumerLoop:
     """Runs `handler` over batches of `topics`; commits only after the handler returned.
 
     With `group_id=None` every partition is read (each notifier replica sees every event)
-    and nothing is committed. `on_idle`, if given, is called whenever a fetch comes back empty
+    and nothing is committed; a consumer restarted after a broker error then goes on from the
+    records it handled last (a fresh one would start at the newest offsets and skip what came
+    meanwhile). `on_idle`, if given, is called whenever a fetch comes back empty
     (the loop has caught up with its partitions). With `in_flight` > 1, up to that many batches
     are handled at once (the next one is fetched and begun while the last one still waits on its
     database): for handlers whose batches commute; offsets are still committed in fetch order,
@@ -67,6 +71,8 @@ class ConsumerLoop:
         )
         self._stopping = asyncio.Event()
         self.assigned = asyncio.Event()
+        # Without a group: the next offset of each partition after the records handled so far.
+        self._handled: dict[TopicPartition, int] = {}
 
     def _consumer(self) -> AIOKafkaConsumer:
         s = self._settings
@@ -101,6 +107,7 @@ class ConsumerLoop:
                 await backoff.sleep(self._stopping)
                 continue
             backoff.reset()
+            self._go_on_from_handled(consumer)
             try:
                 await self._consume(consumer)
             except (KafkaError, OSError) as exc:
@@ -109,18 +116,36 @@ class ConsumerLoop:
             finally:
                 await _quiet_stop(consumer)
 
+    def _go_on_from_handled(self, consumer: AIOKafkaConsumer) -> None:
+        """Without a group, seek a restarted consumer to where the last one left off (a group resumes from
+        its commits)."""
+        if self._group_id is not None or not self._handled:
+            return
+        assigned = consumer.assignment()
+        for tp, offset in self._handled.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
+        log.info("kafka consumer %s goes on where it left off on %d partitions", self._client_id,
+                 len(assigned & self._handled.keys()))
+
+    def _done(self, pending: Offsets, offsets: Offsets) -> None:
+        """A batch and every one before it are handled: its offsets may be committed (and resumed from)."""
+        pending.update(offsets)
+        if self._group_id is None:
+            self._handled.update(offsets)
+
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         loop = asyncio.get_running_loop()
         # Offsets of processed batches, committed at most every commit_interval_s: a commit is a
         # broker round trip, and handlers are idempotent, so a crash only replays a short tail.
-        pending: dict[object, int] = {}
+        pending: Offsets = {}
         # Batches being handled, oldest first, with the offsets their end allows to commit.
-        handling: deque[tuple[asyncio.Task[None], dict[object, int]]] = deque()
+        handling: deque[tuple[asyncio.Task[None], Offsets]] = deque()
         last_commit = loop.time()
         try:
             while not self._stopping.is_set():
                 while handling and handling[0][0].done():
-                    pending.update(handling.popleft()[1])
+                    self._done(pending, handling.popleft()[1])
                 fetched_at = loop.time()
                 self._pacer.resume_due(consumer, fetched_at)
                 # A stop cancels the fetch under way (and waits for it to unwind): nothing was handled yet.
@@ -131,14 +156,14 @@ class ConsumerLoop:
                     self.assigned.set()
                 if batches:
                     records = [r for part in batches.values() for r in part]
-                    offsets: dict[object, int] = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
+                    offsets: Offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
                     if self._in_flight == 1:
                         await self._handle(records)
-                        pending.update(offsets)
+                        self._done(pending, offsets)
                     else:
                         while len(handling) >= self._in_flight:
                             await handling[0][0]
-                            pending.update(handling.popleft()[1])
+                            self._done(pending, handling.popleft()[1])
                         handling.append((asyncio.create_task(self._handle(records), name="consumer-batch"), offsets))
                     # Under a steady trickle every fetch returns at once with a record or two; the
                     # broker's cost is per fetch, so wait a moment to let the next batch fill up.
@@ -162,7 +187,7 @@ class ConsumerLoop:
             try:
                 while handling:
                     await handling[0][0]
-                    pending.update(handling.popleft()[1])
+                    self._done(pending, handling.popleft()[1])
             except asyncio.CancelledError:
                 await _cancel_all(handling)
                 raise
@@ -193,7 +218,7 @@ class ConsumerLoop:
                 log.exception("handler of %s failed on %d records; retrying", self._client_id, len(records))
                 await backoff.sleep()
 
-    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[object, int]) -> None:
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
         # After a memory-broker restart a commit can retry forever (ghost topics): bound it.
         try:
             await asyncio.wait_for(consumer.commit(offsets), timeout=5)
@@ -223,7 +248,7 @@ def decode_records_with_values(records: Sequence[ConsumerRecord]) -> list[tuple[
     return out
 
 
-async def _cancel_all(handling: deque[tuple[asyncio.Task[None], dict[object, int]]]) -> None:
+async def _cancel_all(handling: deque[tuple[asyncio.Task[None], Offsets]]) -> None:
     for task, _ in handling:
         task.cancel()
     await asyncio.gather(*(task for task, _ in handling), return_exceptions=True)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaConnectionError
 
 from shared.kafka.consumer import ConsumerLoop
 from shared.settings import CommonSettings
@@ -186,3 +189,44 @@ async def test_a_stop_lets_the_batches_in_flight_end_and_commits_them(
     # What the stopped loop handled was committed: the next member of the group gets only the rest.
     again = await _read_all(settings, group, 40 - len(seen))
     assert sorted(set(again)) == sorted(set(range(40)) - set(seen))
+
+
+async def test_without_a_group_a_restarted_consumer_goes_on_where_the_last_one_left_off(
+    kafka_bootstrap: str, kafka_topics: dict[str, str], service_settings: SettingsFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A notifier-style loop (no group, newest offsets at start) whose fetch fails once, as when the
+    # broker goes away: the loop restarts its consumer about a second later. What was produced in
+    # between must still come: a fresh consumer at the newest offsets would skip it.
+    settings = service_settings(kafka_batch_interval_ms=0, kafka_fetch_max_wait_ms=20)
+    got: list[int] = []
+    failed = asyncio.Event()
+    getmany = AIOKafkaConsumer.getmany
+
+    async def getmany_failing_once(self: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
+        if got and not failed.is_set():
+            failed.set()
+            raise KafkaConnectionError("the broker went away")
+        return await getmany(self, *args, **kwargs)
+
+    async def handler(records: list[ConsumerRecord]) -> None:
+        got.extend(int(r.value) for r in records)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany_failing_once)
+    loop = ConsumerLoop(settings, topics=[FAST], group_id=None, handler=handler, client_id="no-group",
+                        auto_offset_reset="latest")
+    task = asyncio.create_task(loop.run())
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        await asyncio.wait_for(loop.assigned.wait(), 20)
+        await producer.send_and_wait(kafka_topics[FAST], b"0")
+        await asyncio.wait_for(failed.wait(), 10)
+        for i in range(1, 21):  # while the loop is between two consumers
+            await producer.send_and_wait(kafka_topics[FAST], str(i).encode())
+        await eventually(lambda: len(set(got)), lambda n: n >= 21, timeout_s=20)
+    finally:
+        loop.stop()
+        await asyncio.wait_for(task, 15)
+        await producer.stop()
+    assert sorted(got) == list(range(21)), "every record once"
