@@ -140,14 +140,6 @@ TENANT_HEADER = "tenant"
 TRACE_HEADER = "traceparent"
 
 
-def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
-    """One header's value as text, if present."""
-    for key, value in headers or ():
-        if key == name:
-            return value.decode(errors="replace")
-    return None
-
-
 def decode_record(raw: bytes, headers: Sequence[tuple[str, bytes]] | None) -> Envelope:
     """An envelope from a Kafka record's value and headers (tenant, traceparent), read in one pass."""
     tenant, trace = "default", None

@@ -175,7 +175,7 @@ class NotifierService(BaseService):
                 if batch is None:
                     raise ValueError("not a batch event")
                 return dataclasses.replace(batch, occurred_at=at)
-            return job_delivery(events.decode(record.value, events.tenant_of(record.headers)))
+            return job_delivery(events.decode_record(record.value, record.headers))
         except (ValueError, TypeError) as exc:  # orjson and pydantic errors are ValueErrors
             metrics.UNDECODABLE.inc()
             log.error("skipping undecodable record %s:%s@%s: %s", record.topic, record.partition, record.offset, exc)

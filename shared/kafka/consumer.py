@@ -14,7 +14,7 @@ from shared import events
 from shared.backoff import Backoff
 from shared.kafka.pacing import FetchPacer
 from shared.settings import CommonSettings
-from shared.waiting import unless
+from shared.waiting import set_within, unless
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class ConsumerLoop:
                 await self._consume(consumer)
             except (KafkaError, OSError) as exc:
                 log.warning("kafka consumer %s failed, restarting: %r", self._client_id, exc)
-                await self._sleep(1.0)
+                await set_within(self._stopping, 1.0)
             finally:
                 await _quiet_stop(consumer)
 
@@ -170,7 +170,7 @@ class ConsumerLoop:
                     # A full batch means a backlog: waiting would only cap the throughput.
                     rest = self._batch_interval_s - (loop.time() - fetched_at)
                     if rest > 0 and len(records) < self._max_records:
-                        await self._sleep(rest)
+                        await set_within(self._stopping, rest)
                 elif self._on_idle is not None:
                     self._on_idle()
                 now = loop.time()
@@ -225,11 +225,6 @@ class ConsumerLoop:
         except (TimeoutError, KafkaError) as exc:
             log.warning("commit failed for %s (events may be redelivered): %r", self._client_id, exc)
 
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
 
 def decode_records(records: Sequence[ConsumerRecord]) -> list[events.Envelope]:
